@@ -1,0 +1,23 @@
+//! imagegate-core: the pure domain of imagegate.
+//!
+//! Everything here is data and functions without I/O: the validated
+//! [`TaskSpec`] every dialect converts into, the model [`catalog`], the error
+//! code table, prompt enhancement and the [`Backend`] trait that the local
+//! engine and upstream channels implement.
+
+pub mod backend;
+pub mod catalog;
+pub mod error;
+pub mod prompt;
+pub mod sampler;
+pub mod size;
+pub mod spec;
+pub mod task;
+
+pub use backend::{Backend, BackendError, BackendRegistry, CancelFlag, GeneratedImage, Generation, Progress, ProgressSink};
+pub use catalog::{Catalog, Family, ModelEntry};
+pub use error::{AppError, ErrorCode};
+pub use sampler::Sampler;
+pub use size::Size;
+pub use spec::{ImageFormat, InitImage, LoraSpec, PromptPart, TaskSpec};
+pub use task::{TaskState, TaskView};

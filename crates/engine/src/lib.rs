@@ -1,0 +1,1 @@
+//! placeholder until the engine issue lands; see crates/engine/Cargo.toml

@@ -1,0 +1,1 @@
+//! placeholder until the upstream issue lands; see crates/upstream/Cargo.toml
