@@ -1,0 +1,185 @@
+//! The worker loop: claim a batch under a lease, keep the lease alive with
+//! heartbeats (flushing progress on the same beat), run the batch on the
+//! backend that serves the model, store the images, then complete or fail
+//! each task and ring its waiters.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::FutureExt;
+use imagegate_core::backend::Job;
+use imagegate_core::task::{StoredImage, TaskResult};
+use imagegate_core::{BackendError, BackendRegistry, CancelFlag, Catalog, Generation, Progress, ProgressSink};
+use imagegate_store::{ClaimedTask, Db, Objects, StoreError};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::config::QueueConfig;
+use crate::hub::CompletionHub;
+
+/// Everything workers and sweepers share.
+pub struct Queue {
+    /// Database (the queue itself).
+    pub db: Db,
+    /// Image storage.
+    pub objects: Objects,
+    /// Backends, in preference order.
+    pub backends: BackendRegistry,
+    /// Model catalog.
+    pub catalog: Arc<Catalog>,
+    /// Completion signals for synchronous waiters.
+    pub hub: Arc<CompletionHub>,
+    /// Tuning.
+    pub config: QueueConfig,
+    /// This process's lease-owner name.
+    pub worker_id: String,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("worker_id", &self.worker_id).field("backends", &self.backends).finish()
+    }
+}
+
+type ProgressMap = Arc<Mutex<HashMap<String, (u32, u32)>>>;
+
+impl Queue {
+    /// A queue over the given parts.
+    pub fn new(db: Db, objects: Objects, backends: BackendRegistry, catalog: Arc<Catalog>, config: QueueConfig) -> Arc<Self> {
+        let worker_id = format!("{}-{}", hostname(), imagegate_store::new_id("w"));
+        Arc::new(Self { db, objects, backends, catalog, hub: Arc::new(CompletionHub::new()), config, worker_id, wake: Notify::new() })
+    }
+
+    /// Tells an idle worker that a task was queued.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Starts the configured number of worker loops.
+    pub fn spawn_workers(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
+        (0..self.config.workers).map(|_| tokio::spawn(self.clone().worker_loop())).collect()
+    }
+
+    async fn worker_loop(self: Arc<Self>) {
+        let poll = std::time::Duration::from_millis(self.config.poll_ms);
+        loop {
+            match self.db.claim_tasks(&self.worker_id, self.config.batch_max, self.config.lease_ms()).await {
+                Ok(batch) if !batch.is_empty() => {
+                    // Another task may be waiting behind this batch: pass the wake-up on.
+                    self.wake.notify_one();
+                    self.run_batch(batch).await;
+                }
+                Ok(_) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(poll) => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming tasks failed");
+                    tokio::time::sleep(poll).await;
+                }
+            }
+        }
+    }
+
+    /// Runs one claimed batch to its end.
+    pub async fn run_batch(&self, batch: Vec<ClaimedTask>) {
+        let ids: Vec<String> = batch.iter().map(|t| t.id.clone()).collect();
+        let progress: ProgressMap = Arc::default();
+        let beat = tokio::spawn(heartbeat(self.db.clone(), self.worker_id.clone(), ids, progress.clone(), self.config.clone()));
+        let sink: ProgressSink = {
+            let progress = progress.clone();
+            Arc::new(move |p: Progress| {
+                progress.lock().unwrap_or_else(|e| e.into_inner()).insert(p.task_id, (p.step, p.total));
+            })
+        };
+        let started = Instant::now();
+        let results = self.generate(&batch, &sink).await;
+        let inference_ms = started.elapsed().as_millis() as u64;
+        beat.abort();
+        for (task, result) in batch.iter().zip(results) {
+            if let Err(e) = self.finish(task, result, inference_ms).await {
+                tracing::error!(task_id = %task.id, error = %e, "recording the task's outcome failed; its lease will lapse and it will be retried");
+            }
+            self.hub.notify(&task.id);
+        }
+    }
+
+    async fn generate(&self, batch: &[ClaimedTask], sink: &ProgressSink) -> Vec<Result<Generation, BackendError>> {
+        let model = &batch[0].spec.model;
+        let Some(entry) = self.catalog.resolve(model) else {
+            return batch.iter().map(|_| Err(BackendError::Invalid { field: "model".into(), message: format!("model `{model}` is not in the catalog") })).collect();
+        };
+        let backend = match self.backends.pick(entry) {
+            Ok(b) => b,
+            Err(why) => return batch.iter().map(|_| Err(BackendError::Unavailable(why.clone()))).collect(),
+        };
+        let jobs: Vec<Job> = batch.iter().map(|t| Job { task_id: t.id.clone(), spec: t.spec.clone() }).collect();
+        let cancel = CancelFlag::new();
+        let mut out = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(backend.max_batch().max(1)) {
+            // A panicking backend must not take the worker loop down with it.
+            match AssertUnwindSafe(backend.generate_batch(chunk, sink, &cancel)).catch_unwind().await {
+                Ok(results) if results.len() == chunk.len() => out.extend(results),
+                Ok(results) => out.extend(chunk.iter().map(|_| Err(BackendError::Internal(format!("backend returned {} results for {} tasks", results.len(), chunk.len()))))),
+                Err(_) => out.extend(chunk.iter().map(|_| Err(BackendError::Internal("backend panicked".into())))),
+            }
+        }
+        out
+    }
+
+    async fn finish(&self, task: &ClaimedTask, result: Result<Generation, BackendError>, inference_ms: u64) -> Result<(), StoreError> {
+        let generation = match result {
+            Ok(g) => g,
+            Err(e) => {
+                let code = e.to_app_error().code.as_str();
+                let state = self.db.fail_task(&task.id, &self.worker_id, code, &e.to_string(), e.is_retryable()).await?;
+                tracing::warn!(task_id = %task.id, error = %e, ?state, "task attempt failed");
+                if state == Some(imagegate_core::TaskState::Queued) {
+                    self.wake();
+                }
+                return Ok(());
+            }
+        };
+        let mut images = Vec::with_capacity(generation.images.len());
+        for (n, img) in generation.images.into_iter().enumerate() {
+            let key = Objects::key_for(&task.spec.prefix, &task.id, n, img.format.ext());
+            if let Err(e) = self.objects.put(&key, img.bytes).await {
+                self.db.fail_task(&task.id, &self.worker_id, "storage_error", "storing the image failed", true).await?;
+                return Err(e);
+            }
+            images.push(StoredImage { key, width: img.width, height: img.height, seed: img.seed });
+        }
+        let result = TaskResult { images, inference_ms, served_by: generation.served_by, note: generation.note, provider_request_id: generation.provider_request_id };
+        if !self.db.complete_task(&task.id, &self.worker_id, &result).await? {
+            tracing::warn!(task_id = %task.id, "lease was lost before completion; the other attempt's outcome stands");
+        }
+        Ok(())
+    }
+}
+
+/// Renews the batch's leases and flushes progress until aborted.
+async fn heartbeat(db: Db, worker: String, ids: Vec<String>, progress: ProgressMap, config: QueueConfig) {
+    let mut tick = tokio::time::interval(config.heartbeat_every());
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = db.heartbeat(&worker, &ids, config.lease_ms()).await {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+        let pending: Vec<_> = progress.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        for (id, (step, total)) in pending {
+            if let Err(e) = db.set_progress(&id, &worker, step, total).await {
+                tracing::warn!(task_id = %id, error = %e, "recording progress failed");
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "imagegate".to_string())
+}

@@ -1,0 +1,336 @@
+//! The tasks table is the queue: submission (with idempotency), claims under
+//! a lease, heartbeats, progress, completion, failure with bounded retries,
+//! and requeueing of tasks whose worker stopped heartbeating.
+//!
+//! Every state change is guarded by `lease_owner` and `state`, so a worker
+//! that lost its lease can never overwrite what a later attempt recorded.
+
+use imagegate_core::task::TaskResult;
+use imagegate_core::{TaskSpec, TaskState, TaskView};
+// Queries built with format! only splice in compile-time constants; values are always bound.
+use sqlx::{AssertSqlSafe, Row};
+use sqlx::any::AnyRow;
+
+use crate::db::{Db, DbKind};
+use crate::error::StoreError;
+use crate::{new_id, now_ms};
+
+/// A task to submit.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Owning account.
+    pub account_id: String,
+    /// Key it came in with.
+    pub key_id: Option<String>,
+    /// What to make.
+    pub spec: TaskSpec,
+    /// Attempts before giving up.
+    pub max_attempts: u32,
+    /// Caller's idempotency key and a hash of the request body.
+    pub idempotency: Option<(String, String)>,
+}
+
+/// The outcome of a submission.
+#[derive(Debug, Clone)]
+pub enum Submitted {
+    /// A new task was queued.
+    New(TaskView),
+    /// The idempotency key named an existing task with the same body.
+    Existing(TaskView),
+}
+
+impl Submitted {
+    /// The task either way.
+    pub fn task(&self) -> &TaskView {
+        match self {
+            Self::New(t) | Self::Existing(t) => t,
+        }
+    }
+}
+
+/// A task a worker holds a lease on.
+#[derive(Debug, Clone)]
+pub struct ClaimedTask {
+    /// Task id.
+    pub id: String,
+    /// Owning account.
+    pub account_id: String,
+    /// What to make.
+    pub spec: TaskSpec,
+    /// This attempt's number (1-based).
+    pub attempt: u32,
+    /// Unix ms of submission (claims are served oldest first).
+    pub created_at: i64,
+}
+
+const TASK_COLUMNS: &str = "id, account_id, state, spec, attempts, progress_step, progress_total, result, error_code, error_message, created_at, updated_at";
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn task_from(row: &AnyRow) -> Result<TaskView, StoreError> {
+    let state: String = row.try_get("state")?;
+    let spec: String = row.try_get("spec")?;
+    let result: Option<String> = row.try_get("result")?;
+    let code: Option<String> = row.try_get("error_code")?;
+    let message: Option<String> = row.try_get("error_message")?;
+    Ok(TaskView {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        state: TaskState::parse(&state).ok_or_else(|| corrupt("state", &state))?,
+        spec: serde_json::from_str(&spec).map_err(|e| corrupt("spec", e))?,
+        progress: (row.try_get::<i64, _>("progress_step")? as u32, row.try_get::<i64, _>("progress_total")? as u32),
+        result: result.map(|r| serde_json::from_str(&r)).transpose().map_err(|e| corrupt("result", e))?,
+        error: code.map(|c| (c, message.unwrap_or_default())),
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Db {
+    /// Persists a task (and its idempotency record) in one transaction.
+    /// Nothing is acknowledged to a client before this commits.
+    pub async fn submit_task(&self, new: NewTask) -> Result<Submitted, StoreError> {
+        let mut tx = self.write.begin().await?;
+        if let Some((key, body_hash)) = &new.idempotency {
+            let row = sqlx::query("SELECT body_hash, task_id FROM idempotency WHERE account_id = $1 AND idem_key = $2")
+                .bind(&new.account_id)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = row {
+                let stored: String = row.try_get("body_hash")?;
+                let task_id: String = row.try_get("task_id")?;
+                tx.rollback().await?;
+                if &stored != body_hash {
+                    return Err(StoreError::Conflict(format!("task id `{key}` was already used with a different request body")));
+                }
+                let task = self.get_task(&task_id).await?.ok_or_else(|| StoreError::NotFound(format!("task {task_id}")))?;
+                return Ok(Submitted::Existing(task));
+            }
+        }
+        let now = now_ms();
+        let id = new_id("task");
+        let spec_json = serde_json::to_string(&new.spec).map_err(|e| corrupt("spec", e))?;
+        sqlx::query(
+            "INSERT INTO tasks (id, account_id, key_id, model, batch_key, state, spec, max_attempts, progress_total, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9)",
+        )
+        .bind(&id)
+        .bind(&new.account_id)
+        .bind(&new.key_id)
+        .bind(&new.spec.model)
+        .bind(new.spec.batch_key())
+        .bind(&spec_json)
+        .bind(i64::from(new.max_attempts))
+        .bind(i64::from(new.spec.steps))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if let Some((key, body_hash)) = &new.idempotency {
+            let res = sqlx::query("INSERT INTO idempotency (account_id, idem_key, body_hash, task_id, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&new.account_id)
+                .bind(key)
+                .bind(body_hash)
+                .bind(&id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await;
+            if let Err(sqlx::Error::Database(e)) = &res
+                && e.is_unique_violation()
+            {
+                // A concurrent request with the same key won; answer as it did.
+                tx.rollback().await?;
+                return Box::pin(self.submit_task(new)).await;
+            }
+            res?;
+        }
+        tx.commit().await?;
+        let view = TaskView {
+            id,
+            account_id: new.account_id,
+            state: TaskState::Queued,
+            progress: (0, new.spec.steps),
+            spec: new.spec,
+            result: None,
+            error: None,
+            attempts: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        Ok(Submitted::New(view))
+    }
+
+    /// Reads a task.
+    pub async fn get_task(&self, id: &str) -> Result<Option<TaskView>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"))).bind(id).fetch_optional(&self.read).await?;
+        row.as_ref().map(task_from).transpose()
+    }
+
+    /// Claims up to `limit` queued tasks that share the oldest queued task's
+    /// batch key (same model, size, steps), oldest first, leasing them to
+    /// `worker` until `now + lease_ms`.
+    pub async fn claim_tasks(&self, worker: &str, limit: u32, lease_ms: i64) -> Result<Vec<ClaimedTask>, StoreError> {
+        let lock = match self.kind {
+            DbKind::Postgres => " FOR UPDATE SKIP LOCKED",
+            DbKind::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE tasks SET state = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3, error_code = NULL, error_message = NULL \
+             WHERE state = 'queued' AND id IN (SELECT id FROM tasks WHERE state = 'queued' AND batch_key = \
+               (SELECT batch_key FROM tasks WHERE state = 'queued' ORDER BY created_at LIMIT 1{lock}) \
+             ORDER BY created_at LIMIT $4{lock}) \
+             RETURNING id, account_id, spec, attempts, created_at"
+        );
+        let now = now_ms();
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(worker).bind(now + lease_ms).bind(now).bind(i64::from(limit)).fetch_all(&self.write).await?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                let spec: String = row.try_get("spec")?;
+                Ok(ClaimedTask {
+                    id: row.try_get("id")?,
+                    account_id: row.try_get("account_id")?,
+                    spec: serde_json::from_str(&spec).map_err(|e| corrupt("spec", e))?,
+                    attempt: row.try_get::<i64, _>("attempts")? as u32,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        claimed.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(claimed)
+    }
+
+    /// Extends the lease of tasks `worker` still holds; returns how many it holds.
+    pub async fn heartbeat(&self, worker: &str, ids: &[String], lease_ms: i64) -> Result<u64, StoreError> {
+        let until = now_ms() + lease_ms;
+        let mut held = 0;
+        for id in ids {
+            let res = sqlx::query("UPDATE tasks SET lease_expires_at = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'running'")
+                .bind(until)
+                .bind(id)
+                .bind(worker)
+                .execute(&self.write)
+                .await?;
+            held += res.rows_affected();
+        }
+        Ok(held)
+    }
+
+    /// Records progress of a running task.
+    pub async fn set_progress(&self, id: &str, worker: &str, step: u32, total: u32) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tasks SET progress_step = $1, progress_total = $2, updated_at = $3 WHERE id = $4 AND lease_owner = $5 AND state = 'running'")
+            .bind(i64::from(step))
+            .bind(i64::from(total))
+            .bind(now_ms())
+            .bind(id)
+            .bind(worker)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a task succeeded if `worker` still holds it; false if the lease was lost.
+    pub async fn complete_task(&self, id: &str, worker: &str, result: &TaskResult) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(result).map_err(|e| corrupt("result", e))?;
+        let now = now_ms();
+        let res = sqlx::query(
+            "UPDATE tasks SET state = 'succeeded', result = $1, progress_step = progress_total, lease_owner = NULL, lease_expires_at = NULL, \
+             finished_at = $2, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
+        )
+        .bind(json)
+        .bind(now)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.write)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Records a failed attempt. Retryable failures go back to the queue
+    /// while attempts remain; returns the new state, or `None` if `worker`
+    /// no longer held the task.
+    pub async fn fail_task(&self, id: &str, worker: &str, code: &str, message: &str, retryable: bool) -> Result<Option<TaskState>, StoreError> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE tasks SET state = CASE WHEN $1 = 1 AND attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
+             finished_at = CASE WHEN $1 = 1 AND attempts < max_attempts THEN NULL ELSE $2 END, \
+             lease_owner = NULL, lease_expires_at = NULL, error_code = $3, error_message = $4, updated_at = $2 \
+             WHERE id = $5 AND lease_owner = $6 AND state = 'running' RETURNING state",
+        )
+        .bind(i64::from(retryable))
+        .bind(now)
+        .bind(code)
+        .bind(message)
+        .bind(id)
+        .bind(worker)
+        .fetch_optional(&self.write)
+        .await?;
+        row.map(|r| {
+            let s: String = r.try_get(0)?;
+            TaskState::parse(&s).ok_or_else(|| corrupt("state", s))
+        })
+        .transpose()
+    }
+
+    /// Requeues running tasks whose lease lapsed (their worker died or hung);
+    /// those out of attempts fail. Returns the ids that failed.
+    pub async fn requeue_expired(&self) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        let now = now_ms();
+        let requeued = sqlx::query(
+            "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+             WHERE state = 'running' AND lease_expires_at < $1 AND attempts < max_attempts RETURNING id",
+        )
+        .bind(now)
+        .fetch_all(&self.write)
+        .await?;
+        let failed = sqlx::query(
+            "UPDATE tasks SET state = 'failed', error_code = 'lease_expired', error_message = 'its worker stopped responding on every attempt', \
+             lease_owner = NULL, lease_expires_at = NULL, finished_at = $1, updated_at = $1 \
+             WHERE state = 'running' AND lease_expires_at < $1 AND attempts >= max_attempts RETURNING id",
+        )
+        .bind(now)
+        .fetch_all(&self.write)
+        .await?;
+        let ids = |rows: Vec<AnyRow>| rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>();
+        Ok((ids(requeued)?, ids(failed)?))
+    }
+
+    /// Number of tasks waiting or running (for queue-full admission).
+    pub async fn count_unfinished(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM tasks WHERE state IN ('queued', 'running')").fetch_one(&self.read).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Finished tasks older than `before` whose results are not yet purged.
+    pub async fn purgeable_tasks(&self, before: i64, limit: u32) -> Result<Vec<TaskView>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE finished_at < $1 AND purged_at IS NULL ORDER BY finished_at LIMIT $2")))
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(task_from).collect()
+    }
+
+    /// Drops a task's result (its objects are already deleted) and its idempotency record.
+    pub async fn mark_purged(&self, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("UPDATE tasks SET result = NULL, purged_at = $1 WHERE id = $2").bind(now_ms()).bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM idempotency WHERE task_id = $1").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Counts tasks by state (for tests and admin views).
+    pub async fn task_state_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM tasks GROUP BY state ORDER BY state").fetch_all(&self.write).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+}
+
+/// A fresh id for tasks created outside [`Db::submit_task`] (tests).
+pub fn new_task_id() -> String {
+    new_id("task")
+}

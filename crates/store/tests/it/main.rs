@@ -1,0 +1,4 @@
+//! Store contract tests: each runs on SQLite, and on PostgreSQL when `DATABASE_URL` is set.
+
+mod keys;
+mod tasks;

@@ -1,0 +1,145 @@
+use imagegate_core::task::{StoredImage, TaskResult};
+use imagegate_core::{Size, TaskSpec, TaskState};
+use imagegate_store::{Db, NewTask, StoreError, Submitted};
+use imagegate_testkit::ScratchDb;
+
+fn spec(model: &str, w: u32) -> TaskSpec {
+    TaskSpec::simple(model, "a red circle", Size::new(w, w))
+}
+
+async fn submit(db: &Db, acct: &str, spec: TaskSpec, idem: Option<(&str, &str)>) -> Result<Submitted, StoreError> {
+    db.submit_task(NewTask {
+        account_id: acct.to_string(),
+        key_id: None,
+        spec,
+        max_attempts: 2,
+        idempotency: idem.map(|(k, h)| (k.to_string(), h.to_string())),
+    })
+    .await
+}
+
+#[tokio::test]
+async fn claims_batch_same_shape_oldest_first() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let t1 = submit(db, &a.id, spec("m", 512), None).await.unwrap();
+        let _t2 = submit(db, &a.id, spec("m", 1024), None).await.unwrap();
+        let t3 = submit(db, &a.id, spec("m", 512), None).await.unwrap();
+        let batch = db.claim_tasks("w1", 8, 30_000).await.unwrap();
+        let ids: Vec<_> = batch.iter().map(|t| t.id.clone()).collect();
+        assert_eq!(ids, vec![t1.task().id.clone(), t3.task().id.clone()], "same batch key, oldest first");
+        assert_eq!(batch[0].attempt, 1);
+        let next = db.claim_tasks("w2", 8, 30_000).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert!(db.claim_tasks("w3", 8, 30_000).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn completion_needs_the_lease() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let t = submit(db, &a.id, spec("m", 512), None).await.unwrap();
+        let id = t.task().id.clone();
+        db.claim_tasks("w1", 1, 30_000).await.unwrap();
+        db.set_progress(&id, "w1", 3, 20).await.unwrap();
+        assert_eq!(db.get_task(&id).await.unwrap().unwrap().progress, (3, 20));
+        let result = TaskResult {
+            images: vec![StoredImage { key: format!("images/{id}/0.png"), width: 512, height: 512, seed: 1 }],
+            served_by: "test".into(),
+            ..Default::default()
+        };
+        assert!(!db.complete_task(&id, "intruder", &result).await.unwrap(), "another worker cannot complete it");
+        assert!(db.complete_task(&id, "w1", &result).await.unwrap());
+        let done = db.get_task(&id).await.unwrap().unwrap();
+        assert_eq!(done.state, TaskState::Succeeded);
+        assert_eq!(done.result.unwrap(), result);
+        assert!(!db.complete_task(&id, "w1", &result).await.unwrap(), "not twice");
+    }
+}
+
+#[tokio::test]
+async fn retryable_failures_requeue_until_attempts_run_out() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let id = submit(db, &a.id, spec("m", 512), None).await.unwrap().task().id.clone();
+        db.claim_tasks("w1", 1, 30_000).await.unwrap();
+        assert_eq!(db.fail_task(&id, "w1", "upstream_error", "502", true).await.unwrap(), Some(TaskState::Queued));
+        db.claim_tasks("w1", 1, 30_000).await.unwrap();
+        assert_eq!(db.fail_task(&id, "w1", "upstream_error", "502", true).await.unwrap(), Some(TaskState::Failed));
+        let t = db.get_task(&id).await.unwrap().unwrap();
+        assert_eq!(t.attempts, 2);
+        assert_eq!(t.error, Some(("upstream_error".into(), "502".into())));
+        assert_eq!(db.fail_task(&id, "w1", "x", "y", true).await.unwrap(), None, "no lease, no change");
+    }
+}
+
+#[tokio::test]
+async fn lapsed_leases_requeue_then_fail() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let id = submit(db, &a.id, spec("m", 512), None).await.unwrap().task().id.clone();
+        db.claim_tasks("dead", 1, -1).await.unwrap();
+        let (requeued, failed) = db.requeue_expired().await.unwrap();
+        assert_eq!((requeued, failed.len()), (vec![id.clone()], 0));
+        db.claim_tasks("dead-again", 1, -1).await.unwrap();
+        let (requeued, failed) = db.requeue_expired().await.unwrap();
+        assert_eq!((requeued.len(), failed), (0, vec![id.clone()]));
+        let t = db.get_task(&id).await.unwrap().unwrap();
+        assert_eq!(t.state, TaskState::Failed);
+        assert_eq!(t.error.unwrap().0, "lease_expired");
+    }
+}
+
+#[tokio::test]
+async fn heartbeats_keep_leases_alive() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let id = submit(db, &a.id, spec("m", 512), None).await.unwrap().task().id.clone();
+        db.claim_tasks("w1", 1, -1).await.unwrap();
+        assert_eq!(db.heartbeat("w1", std::slice::from_ref(&id), 60_000).await.unwrap(), 1);
+        assert_eq!(db.heartbeat("w2", std::slice::from_ref(&id), 60_000).await.unwrap(), 0);
+        let (requeued, failed) = db.requeue_expired().await.unwrap();
+        assert!(requeued.is_empty() && failed.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn idempotency_keys_return_the_same_task_or_conflict() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let b = db.create_account("b", "free", false).await.unwrap();
+        let first = submit(db, &a.id, spec("m", 512), Some(("job-1", "h1"))).await.unwrap();
+        assert!(matches!(first, Submitted::New(_)));
+        let again = submit(db, &a.id, spec("m", 512), Some(("job-1", "h1"))).await.unwrap();
+        assert!(matches!(again, Submitted::Existing(_)));
+        assert_eq!(again.task().id, first.task().id);
+        assert!(matches!(submit(db, &a.id, spec("m", 512), Some(("job-1", "h2"))).await, Err(StoreError::Conflict(_))));
+        let other = submit(db, &b.id, spec("m", 512), Some(("job-1", "h1"))).await.unwrap();
+        assert_ne!(other.task().id, first.task().id, "keys are per account");
+        assert_eq!(db.count_unfinished().await.unwrap(), 2);
+    }
+}
+
+#[tokio::test]
+async fn purged_tasks_lose_results() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let id = submit(db, &a.id, spec("m", 512), Some(("k", "h"))).await.unwrap().task().id.clone();
+        db.claim_tasks("w", 1, 30_000).await.unwrap();
+        db.complete_task(&id, "w", &TaskResult::default()).await.unwrap();
+        assert!(db.purgeable_tasks(0, 10).await.unwrap().is_empty());
+        let old = db.purgeable_tasks(imagegate_store::now_ms() + 1, 10).await.unwrap();
+        assert_eq!(old.len(), 1);
+        db.mark_purged(&id).await.unwrap();
+        assert!(db.purgeable_tasks(imagegate_store::now_ms() + 1, 10).await.unwrap().is_empty());
+        assert!(db.get_task(&id).await.unwrap().unwrap().result.is_none());
+    }
+}
