@@ -1,0 +1,116 @@
+//! OpenAI Images (`POST /v1/images/generations`) and any gateway that speaks
+//! it ("openai-compatible", another imagegate included).
+//!
+//! Reference: <https://platform.openai.com/docs/api-reference/images/create>.
+//! Body: `model`, `prompt`, `n`, `size` (`WxH`), `quality`, `background`,
+//! `moderation`, `output_format` (gpt-image), `style` and `response_format`
+//! (dall-e; gpt-image always answers base64). Answer: `{"created",
+//! "data": [{"b64_json" | "url", "revised_prompt"}]}`; the request id is the
+//! `x-request-id` header. Errors: `{"error": {"message", "type", "code"}}`.
+//! dall-e-3 makes one image per request, so n > 1 becomes n requests.
+
+use serde_json::{Map, Value, json};
+
+use super::{Adapter, Call, Output, put_extra};
+use crate::error::UpstreamError;
+use crate::http;
+use crate::images::RawImage;
+
+/// The OpenAI adapter; `compatible` also passes every extra field through.
+pub(crate) struct OpenAi {
+    pub compatible: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct ImagesResponse {
+    #[serde(default)]
+    data: Vec<ImageData>,
+}
+
+#[derive(serde::Deserialize)]
+struct ImageData {
+    #[serde(default)]
+    b64_json: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+impl OpenAi {
+    fn body(&self, call: &Call<'_>, n: u32) -> Map<String, Value> {
+        let spec = call.spec;
+        let dalle = call.model.starts_with("dall-e");
+        let mut body = Map::new();
+        body.insert("model".into(), json!(call.model));
+        body.insert("prompt".into(), json!(spec.effective_prompt()));
+        body.insert("n".into(), json!(n));
+        body.insert("size".into(), json!(spec.size.to_string()));
+        for key in ["quality", "background", "moderation", "style", "user", "output_compression"] {
+            put_extra(call, &mut body, key, key);
+        }
+        if self.compatible {
+            // A gateway may understand more than OpenAI does (seed, negative
+            // prompt, steps…): send what the spec knows and every extra.
+            body.insert("response_format".into(), json!("b64_json"));
+            body.insert("output_format".into(), json!(spec.output_format.ext().replace("jpg", "jpeg")));
+            body.insert("seed".into(), json!(spec.seed));
+            body.insert("num_inference_steps".into(), json!(spec.steps));
+            body.insert("guidance_scale".into(), json!(spec.guidance));
+            if let Some(neg) = &spec.negative_prompt {
+                body.insert("negative_prompt".into(), json!(neg));
+            }
+            if let Some(img) = call.init_image() {
+                body.insert("image".into(), json!(img));
+            }
+            for (k, v) in &spec.extras {
+                body.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        } else if dalle {
+            body.insert("response_format".into(), json!("b64_json"));
+        } else {
+            body.insert("output_format".into(), json!(spec.output_format.ext().replace("jpg", "jpeg")));
+        }
+        body
+    }
+
+    async fn request(&self, call: &Call<'_>, n: u32) -> Result<(Vec<RawImage>, Option<String>), UpstreamError> {
+        let req = call.bearer(call.http.post(call.url("/images/generations"))).json(&self.body(call, n));
+        let resp = http::send_ok(req).await?;
+        let request_id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let parsed: ImagesResponse = http::json(resp).await?;
+        let mut images = Vec::with_capacity(parsed.data.len());
+        for d in parsed.data {
+            images.push(match (d.b64_json, d.url) {
+                (Some(b64), _) if !b64.is_empty() => RawImage::base64(&b64, d.seed)?,
+                (_, Some(url)) => RawImage::Url { url, seed: d.seed },
+                _ => return Err(UpstreamError::BadResponse("an item of `data` has neither b64_json nor url".into())),
+            });
+        }
+        if images.is_empty() {
+            return Err(UpstreamError::BadResponse("`data` is empty".into()));
+        }
+        Ok((images, request_id))
+    }
+}
+
+#[async_trait::async_trait]
+impl Adapter for OpenAi {
+    async fn generate(&self, call: &Call<'_>) -> Result<Output, UpstreamError> {
+        let count = call.spec.count.max(1);
+        let one_per_request = !self.compatible && call.model == "dall-e-3";
+        if !one_per_request {
+            let (images, request_id) = self.request(call, count).await?;
+            return Ok(Output { images, request_id });
+        }
+        let mut out = Output::default();
+        for _ in 0..count {
+            let (images, id) = self.request(call, 1).await?;
+            let id = id.unwrap_or_else(|| "dall-e-3 request".to_string());
+            call.accept(&id);
+            out.request_id.get_or_insert(id);
+            out.images.extend(images);
+        }
+        Ok(out)
+    }
+}
