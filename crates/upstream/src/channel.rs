@@ -198,15 +198,27 @@ impl Channel {
                 };
                 images.push(images::to_generated(bytes, seed.unwrap_or(fallback_seed))?);
             }
-            Ok::<_, UpstreamError>(Generation { images, served_by: self.served_by.clone(), note: None, provider_request_id: out.request_id })
+            Ok::<_, UpstreamError>(Generation { images, served_by: self.served_by.clone(), note: out.note, provider_request_id: out.request_id })
         };
-        let result = match tokio::time::timeout(self.timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(UpstreamError::Timeout(format!("channel {} took longer than {}s", self.name, self.timeout.as_secs()))),
+        let result = tokio::select! {
+            r = tokio::time::timeout(self.timeout, work) => match r {
+                Ok(r) => r,
+                Err(_) => Err(UpstreamError::Timeout(format!("channel {} took longer than {}s", self.name, self.timeout.as_secs()))),
+            },
+            () = cancelled(cancel) => Err(UpstreamError::Cancelled),
         };
         result.map_err(|e| match accepted.get() {
             Some(job) => e.after_accept(job),
             None => e,
         })
+    }
+}
+
+/// Resolves once `cancel` is raised. The flag is a plain atomic without a
+/// wake-up, so it is sampled; a quarter second is quick enough for a user's
+/// cancel and costs nothing next to an upstream call.
+async fn cancelled(cancel: &CancelFlag) {
+    while !cancel.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

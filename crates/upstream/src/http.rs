@@ -116,10 +116,36 @@ pub(crate) async fn json<T: DeserializeOwned>(resp: Response) -> Result<T, Upstr
     serde_json::from_slice(&bytes).map_err(|e| UpstreamError::BadResponse(format!("{e}: {}", truncate(&String::from_utf8_lossy(&bytes)))))
 }
 
-/// Downloads a result URL (provider URLs are pre-signed: no credentials go with it).
+/// Largest result image we accept (a 4K PNG is ~30 MiB); a bigger body is
+/// a broken or hostile answer, not an image.
+pub(crate) const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Downloads a result URL (provider URLs are pre-signed: no credentials go
+/// with it), refusing bodies over [`MAX_IMAGE_BYTES`] without buffering them.
 pub(crate) async fn download(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, UpstreamError> {
-    let resp = send_ok(client.get(url)).await?;
-    Ok(resp.bytes().await.map_err(transport_error)?.to_vec())
+    let too_big = || UpstreamError::BadResponse(format!("result image is larger than {MAX_IMAGE_BYTES} bytes"));
+    let mut resp = send_ok(client.get(url)).await?;
+    if resp.content_length().is_some_and(|n| n > MAX_IMAGE_BYTES as u64) {
+        return Err(too_big());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+        if out.len() + chunk.len() > MAX_IMAGE_BYTES {
+            return Err(too_big());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Whether `url` points at the same host as `base` (or a subdomain of
+/// `trusted_suffix`): credentials only go where the channel is configured to send them.
+pub(crate) fn same_site(url: &str, base: &str, trusted_suffix: &str) -> bool {
+    let host = |u: &str| url::Url::parse(u).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    match (host(url), host(base)) {
+        (Some(h), Some(b)) => h == b || h.ends_with(trusted_suffix),
+        _ => false,
+    }
 }
 
 /// A `multipart/form-data` body of text fields.
@@ -177,6 +203,14 @@ mod tests {
         assert!(matches!(classify(StatusCode::UNAUTHORIZED, "", None), UpstreamError::Auth { .. }));
         assert!(matches!(classify(StatusCode::UNPROCESSABLE_ENTITY, "", None), UpstreamError::Rejected { .. }));
         assert!(matches!(classify(StatusCode::FORBIDDEN, r#"{"name":"content_moderation","errors":["Your request was flagged by our content moderation system"]}"#, None), UpstreamError::Moderated(_)));
+    }
+
+    #[test]
+    fn credentials_stay_on_the_configured_site() {
+        assert!(same_site("https://api.us1.bfl.ai/v1/get_result?id=1", "https://api.bfl.ai/v1", ".bfl.ai"));
+        assert!(same_site("http://127.0.0.1:9/v1/get_result", "http://127.0.0.1:9/v1", ".bfl.ai"));
+        assert!(!same_site("https://evil.example/get_result", "https://api.bfl.ai/v1", ".bfl.ai"));
+        assert!(!same_site("https://notbfl.ai/x", "https://api.bfl.ai/v1", ".bfl.ai"));
     }
 
     #[test]

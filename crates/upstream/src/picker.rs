@@ -20,7 +20,7 @@ pub struct Candidate {
 /// Orders `candidates` for trying: priority descending, weighted random within a priority.
 pub fn order<R: Rng + ?Sized>(candidates: &[Candidate], rng: &mut R) -> Vec<usize> {
     let mut sorted: Vec<Candidate> = candidates.to_vec();
-    sorted.sort_by(|a, b| b.priority.cmp(&a.priority));
+    sorted.sort_by_key(|c| std::cmp::Reverse(c.priority));
     let mut out = Vec::with_capacity(sorted.len());
     let mut start = 0;
     while start < sorted.len() {

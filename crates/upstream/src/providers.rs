@@ -87,7 +87,7 @@ impl Provider {
             (Self::Stability, "stable-diffusion-3-5-large") => "sd3.5-large",
             (Self::Stability, "stable-diffusion-3-5-medium") => "sd3.5-medium",
             (Self::Stability, "stable-diffusion-3-5-large-turbo") => "sd3.5-large-turbo",
-            (Self::Dashscope | Self::Ideogram, _) => return lower,
+            (Self::Dashscope | Self::Ideogram | Self::Qianfan, _) => return lower,
             _ => return catalog_id.to_string(),
         };
         mapped.to_string()
@@ -188,6 +188,8 @@ impl Call<'_> {
 pub(crate) struct Output {
     pub images: Vec<RawImage>,
     pub request_id: Option<String>,
+    /// Told to the client (e.g. that the size was snapped to one the provider has).
+    pub note: Option<String>,
 }
 
 /// One provider API.

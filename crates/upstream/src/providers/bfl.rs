@@ -10,6 +10,7 @@
 //! `{"id", "status": "Pending" | "Ready" | "Request Moderated" | "Content
 //! Moderated" | "Error" | "Task not found", "result": {"sample", "seed"}}`.
 //! One image per job, so n images are n jobs (submitted together, then polled).
+//! The key is sent to a `polling_url` only on BFL's hosts or the configured one.
 
 use serde_json::{Map, Value, json};
 
@@ -89,7 +90,13 @@ impl Adapter for Bfl {
         let mut images = Vec::with_capacity(jobs.len());
         for (id, poll_url, seed) in &jobs {
             let url = loop {
-                let polled: Polled = http::json(http::send_ok(call.http.get(poll_url).header("x-key", call.key())).await?).await?;
+                let mut req = call.http.get(poll_url);
+            // BFL hands out regional polling URLs (api.us1.bfl.ai, …); the key
+            // goes only to BFL's hosts or the configured one.
+            if http::same_site(poll_url, call.base_url, ".bfl.ai") {
+                req = req.header("x-key", call.key());
+            }
+            let polled: Polled = http::json(http::send_ok(req).await?).await?;
                 match polled.status.as_str() {
                     "Ready" => match polled.result.and_then(|r| r.sample.map(|s| (s, r.seed))) {
                         Some((sample, reported)) => break (sample, reported.unwrap_or(*seed)),
@@ -102,6 +109,6 @@ impl Adapter for Bfl {
             };
             images.push(RawImage::Url { url: url.0, seed: Some(url.1) });
         }
-        Ok(Output { images, request_id: jobs.first().map(|j| j.0.clone()) })
+        Ok(Output { images, request_id: jobs.first().map(|j| j.0.clone()), ..Output::default() })
     }
 }

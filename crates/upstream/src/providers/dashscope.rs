@@ -14,6 +14,8 @@
 //! `POST /api/v1/services/aigc/multimodal-generation/generation` with
 //! `input.messages[0].content = [{"image"}, {"text"}]`, answer
 //! `output.choices[].message.content[].image`. Errors: `{"code", "message", "request_id"}`.
+//! qwen-image draws only 1664*928, 1472*1140, 1328*1328, 1140*1472 and
+//! 928*1664; other sizes snap to the nearest ratio, with a note.
 
 use serde_json::{Map, Value, json};
 
@@ -75,7 +77,8 @@ impl DashScope {
         let spec = call.spec;
         let seed = seed31(spec.seed);
         let mut params = parameters(call, seed);
-        params.insert("size".into(), json!(format!("{}*{}", spec.size.width, spec.size.height)));
+        let (size, note) = qwen_size(call.model, spec.size);
+        params.insert("size".into(), json!(size));
         params.insert("n".into(), json!(spec.count.max(1)));
         let mut input = Map::new();
         input.insert("prompt".into(), json!(spec.effective_prompt()));
@@ -100,7 +103,7 @@ impl DashScope {
                         let why: Vec<String> = out.results.iter().filter_map(|r| Some(format!("{}: {}", r.code.as_deref()?, r.message.as_deref().unwrap_or("")))).collect();
                         return Err(failure(&why.join("; ")));
                     }
-                    return Ok(Output { images, request_id: Some(task_id) });
+                    return Ok(Output { images, request_id: Some(task_id), note });
                 }
                 status => {
                     let why = format!("{status} {}: {}", out.code.as_deref().unwrap_or(""), out.message.as_deref().unwrap_or(""));
@@ -131,8 +134,26 @@ impl DashScope {
         if images.is_empty() {
             return Err(UpstreamError::BadResponse("no image in output.choices".into()));
         }
-        Ok(Output { images, request_id: answer.request_id })
+        Ok(Output { images, request_id: answer.request_id, ..Output::default() })
     }
+}
+
+/// Sizes qwen-image and qwen-image-plus accept, with their ratios.
+const QWEN_SIZES: [(&str, &str); 5] = [("16:9", "1664*928"), ("4:3", "1472*1140"), ("1:1", "1328*1328"), ("3:4", "1140*1472"), ("9:16", "928*1664")];
+
+/// qwen-image only draws five sizes; clients (and the seed's own example)
+/// ask for others such as 1024x1024, so those snap to the nearest ratio and
+/// the client is told. Other models take the size as given.
+fn qwen_size(model: &str, size: imagegate_core::Size) -> (String, Option<String>) {
+    let asked = format!("{}*{}", size.width, size.height);
+    if !matches!(model, "qwen-image" | "qwen-image-plus") || QWEN_SIZES.iter().any(|(_, s)| *s == asked) {
+        return (asked, None);
+    }
+    let ratios: Vec<&str> = QWEN_SIZES.iter().map(|(r, _)| *r).collect();
+    let ratio = super::nearest_ratio(size, &ratios);
+    let snapped = QWEN_SIZES.iter().find(|(r, _)| *r == ratio).map_or("1328*1328", |(_, s)| *s);
+    let note = format!("{model} draws {}; {}x{} was asked", snapped.replace('*', "x"), size.width, size.height);
+    (snapped.to_string(), Some(note))
 }
 
 /// DashScope reports moderation as `DataInspectionFailed`.

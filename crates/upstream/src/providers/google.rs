@@ -69,6 +69,6 @@ impl Adapter for Google {
             let why = if filtered.is_empty() { "Imagen returned no images (safety filter)".to_string() } else { filtered.join("; ") };
             return Err(UpstreamError::Moderated(why));
         }
-        Ok(Output { images, request_id: None })
+        Ok(Output { images, request_id: None, ..Output::default() })
     }
 }

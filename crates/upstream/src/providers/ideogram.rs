@@ -67,6 +67,6 @@ impl Adapter for Ideogram {
         if images.is_empty() {
             return Err(if total > 0 { UpstreamError::Moderated("every image was marked unsafe".into()) } else { UpstreamError::BadResponse("`data` is empty".into()) });
         }
-        Ok(Output { images, request_id: None })
+        Ok(Output { images, request_id: None, ..Output::default() })
     }
 }

@@ -101,7 +101,7 @@ impl Adapter for OpenAi {
         let one_per_request = !self.compatible && call.model == "dall-e-3";
         if !one_per_request {
             let (images, request_id) = self.request(call, count).await?;
-            return Ok(Output { images, request_id });
+            return Ok(Output { images, request_id, ..Output::default() });
         }
         let mut out = Output::default();
         for _ in 0..count {

@@ -73,6 +73,6 @@ impl Adapter for Qianfan {
         if images.is_empty() {
             return Err(UpstreamError::BadResponse("`data` is empty".into()));
         }
-        Ok(Output { images, request_id: parsed.id })
+        Ok(Output { images, request_id: parsed.id, ..Output::default() })
     }
 }

@@ -130,7 +130,7 @@ impl Stability {
         if images.is_empty() {
             return Err(UpstreamError::BadResponse("no artifacts".into()));
         }
-        Ok(Output { images, request_id: None })
+        Ok(Output { images, request_id: None, ..Output::default() })
     }
 }
 

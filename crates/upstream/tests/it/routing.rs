@@ -163,3 +163,23 @@ async fn equal_priorities_share_traffic_by_weight() {
     }
     assert!(a.calls() > b.calls() && b.calls() > 0, "a={} b={}", a.calls(), b.calls());
 }
+
+#[tokio::test]
+async fn cancelling_stops_a_running_call_without_blaming_the_channel() {
+    let a = scripted::start([]).await;
+    a.set_delay(Duration::from_secs(5));
+    let relay = backend(&cfg("[breaker]\nfailure_threshold = 1", &[ch("a", &a.base, "")]));
+    let cancel = imagegate_core::CancelFlag::new();
+    let job = imagegate_core::backend::Job { task_id: "t".into(), spec: task() };
+    let flag = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        flag.cancel();
+    });
+    let started = std::time::Instant::now();
+    let err = relay.generate(&job, &imagegate_core::backend::no_progress(), &cancel).await.unwrap_err();
+    assert_eq!(err, BackendError::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let model = Catalog::builtin().resolve("gpt-image-1").unwrap().clone();
+    assert!(relay.serves(&model).is_ok(), "a cancel is not a channel failure");
+}

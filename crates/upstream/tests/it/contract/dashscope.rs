@@ -35,11 +35,15 @@ async fn a_failed_inspection_is_final_moderation() {
 }
 
 #[tokio::test]
-async fn sizes_outside_the_list_are_the_providers_400() {
+async fn sizes_qwen_image_lacks_snap_to_the_nearest_ratio_with_a_note() {
     let d = dashscope::start("ds-key").await;
     let b = backend(&config(&[channel("ds", "dashscope", &format!("{}/api/v1", d.base), "ds-key")]));
-    let err = generate(&b, spec("Qwen-Image", "a cat", 1024, 1024)).await.unwrap_err();
-    assert!(matches!(&err, BackendError::Upstream { retryable: false, message, .. } if message.contains("1328*1328")), "{err:?}");
+    // the seed's own example asks for 1024x1024
+    let g = generate(&b, spec("Qwen-Image", "a cat", 1024, 1024)).await.unwrap();
+    assert!(g.note.as_deref().is_some_and(|n| n.contains("1328x1328")), "{:?}", g.note);
+    generate(&b, spec("Qwen-Image", "a wide cat", 1344, 768)).await.unwrap();
+    let sizes: Vec<_> = d.log.to("/api/v1/services/aigc/text2image/image-synthesis").iter().map(|r| r.json()["parameters"]["size"].clone()).collect();
+    assert_eq!(sizes, vec![json!("1328*1328"), json!("1664*928")]);
 }
 
 #[tokio::test]

@@ -23,9 +23,11 @@ struct St {
     log: Log,
     key: String,
     base: Arc<std::sync::OnceLock<String>>,
-    /// job id → (polls so far, prompt, seed, format)
-    jobs: Arc<Mutex<HashMap<String, (u32, String, u64, String)>>>,
+    jobs: Arc<Mutex<HashMap<String, Job>>>,
 }
+
+/// A submitted job: (polls so far, prompt, seed, output format).
+type Job = (u32, String, u64, String);
 
 /// A running double.
 pub struct Double {
@@ -55,20 +57,18 @@ async fn submit(State(st): State<St>, Path(model): Path<String>, method: Method,
     }
     let Ok(b) = serde_json::from_slice::<Value>(&body) else { return unprocessable("body", "invalid json") };
     let Some(prompt) = b.get("prompt").and_then(Value::as_str) else { return unprocessable("prompt", "field required") };
-    if let Some(t) = b.get("safety_tolerance") {
-        if !t.as_u64().is_some_and(|t| t <= 6) {
+    if let Some(t) = b.get("safety_tolerance")
+        && t.as_u64().is_none_or(|t| t > 6) {
             return unprocessable("safety_tolerance", "ensure this value is between 0 and 6");
         }
-    }
     if model.contains("kontext") || model.contains("ultra") {
         if b.get("width").is_some() {
             return unprocessable("width", "extra fields not permitted");
         }
-        if let Some(r) = b.get("aspect_ratio").and_then(Value::as_str) {
-            if !ratio_ok(r) {
+        if let Some(r) = b.get("aspect_ratio").and_then(Value::as_str)
+            && !ratio_ok(r) {
                 return unprocessable("aspect_ratio", "aspect ratio must be between 21:9 and 9:21");
             }
-        }
     } else {
         for side in ["width", "height"] {
             let v = b.get(side).and_then(Value::as_u64).unwrap_or(1024);

@@ -24,9 +24,11 @@ struct St {
     log: Log,
     key: String,
     base: Arc<std::sync::OnceLock<String>>,
-    /// task id → (polls, prompt, n)
-    tasks: Arc<Mutex<HashMap<String, (u32, String, u64)>>>,
+    tasks: Arc<Mutex<HashMap<String, Task>>>,
 }
+
+/// A submitted task: (polls so far, prompt, n).
+type Task = (u32, String, u64);
 
 /// A running double.
 pub struct Double {

@@ -43,11 +43,10 @@ async fn generations(State(st): State<St>, method: Method, uri: Uri, headers: He
         return reply(401, json!({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}));
     }
     let Ok(Value::Object(b)) = serde_json::from_slice::<Value>(&body) else { return invalid("We could not parse the JSON body of your request.", "") };
-    if !st.urls {
-        if let Some(k) = b.keys().find(|k| !PARAMS.contains(&k.as_str())) {
+    if !st.urls
+        && let Some(k) = b.keys().find(|k| !PARAMS.contains(&k.as_str())) {
             return invalid(&format!("Unknown parameter: '{k}'."), k);
         }
-    }
     let model = b.get("model").and_then(Value::as_str).unwrap_or("dall-e-2");
     let Some(prompt) = b.get("prompt").and_then(Value::as_str).filter(|p| !p.is_empty()) else { return invalid("Missing required parameter: 'prompt'.", "prompt") };
     let n = b.get("n").and_then(Value::as_u64).unwrap_or(1);
