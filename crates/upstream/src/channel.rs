@@ -166,7 +166,8 @@ impl Channel {
         let mut h = self.health();
         match outcome {
             Ok(()) => h.breaker.on_success(now),
-            Err(UpstreamError::Cancelled) => h.breaker.on_abandon(now),
+            // no verdict on the channel: hand a probe slot back
+            Err(UpstreamError::Cancelled | UpstreamError::Invalid { .. }) => h.breaker.on_abandon(now),
             Err(e) if e.counts_against_channel() => h.breaker.on_failure(now),
             // the channel answered sensibly (a 4xx about the request, moderation)
             Err(_) => h.breaker.on_success(now),

@@ -44,6 +44,15 @@ pub enum UpstreamError {
         /// The provider's message.
         message: String,
     },
+    /// 404: this channel's provider does not have the model or route (a
+    /// mapping or account matter). Another channel may; this one is not unwell.
+    #[error("the channel does not serve this (HTTP {status}): {message}")]
+    NotServed {
+        /// HTTP status.
+        status: u16,
+        /// The provider's message.
+        message: String,
+    },
     /// Another 4xx: the provider rejected this request. Never failed over:
     /// another channel would reject it too.
     #[error("the provider rejected the request (HTTP {status}): {message}")]
@@ -90,7 +99,13 @@ impl UpstreamError {
     pub fn fails_over(&self) -> bool {
         matches!(
             self,
-            Self::RateLimited { .. } | Self::Server { .. } | Self::Timeout(_) | Self::Connect(_) | Self::Auth { .. } | Self::BadResponse(_)
+            Self::RateLimited { .. }
+                | Self::Server { .. }
+                | Self::Timeout(_)
+                | Self::Connect(_)
+                | Self::Auth { .. }
+                | Self::NotServed { .. }
+                | Self::BadResponse(_)
         )
     }
 
@@ -98,7 +113,7 @@ impl UpstreamError {
     pub fn counts_against_channel(&self) -> bool {
         match self {
             Self::AfterAccept { source, .. } => source.counts_against_channel(),
-            Self::Cancelled => false,
+            Self::Cancelled | Self::NotServed { .. } => false,
             e => e.fails_over(),
         }
     }

@@ -61,6 +61,7 @@ pub(crate) fn classify(status: StatusCode, body: &str, retry_after: Option<Durat
         429 => UpstreamError::RateLimited { message, retry_after },
         // 402: the channel's own account is out of credit; another channel may serve.
         401..=403 => UpstreamError::Auth { status: code, message },
+        404 => UpstreamError::NotServed { status: code, message },
         400..=499 => UpstreamError::Rejected { status: code, message },
         _ => UpstreamError::Server { status: code, message, retry_after },
     }
@@ -108,6 +109,13 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     let secs: f64 = v.parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+}
+
+/// The provider's request id from the usual response headers, when it sends one.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
+    ["x-request-id", "request-id", "x-tt-logid", "x-acs-request-id"]
+        .iter()
+        .find_map(|h| headers.get(*h)?.to_str().ok().filter(|v| !v.is_empty()).map(str::to_string))
 }
 
 /// Reads a 2xx JSON body into `T`.
@@ -202,6 +210,7 @@ mod tests {
         assert!(matches!(classify(StatusCode::BAD_GATEWAY, "", None), UpstreamError::Server { status: 502, .. }));
         assert!(matches!(classify(StatusCode::UNAUTHORIZED, "", None), UpstreamError::Auth { .. }));
         assert!(matches!(classify(StatusCode::UNPROCESSABLE_ENTITY, "", None), UpstreamError::Rejected { .. }));
+        assert!(matches!(classify(StatusCode::NOT_FOUND, "", None), UpstreamError::NotServed { .. }));
         assert!(matches!(classify(StatusCode::FORBIDDEN, r#"{"name":"content_moderation","errors":["Your request was flagged by our content moderation system"]}"#, None), UpstreamError::Moderated(_)));
     }
 

@@ -4,7 +4,8 @@
 //! concurrency limit, and calls the rest in turn until one succeeds, a
 //! failure says no other channel would do better (a 4xx about the request,
 //! moderation, a job the provider already accepted), or `max_attempts`
-//! calls have been made.
+//! calls have been made. A channel whose API cannot express the task
+//! (`Invalid`, found before any call) is passed over without using an attempt.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -119,6 +120,7 @@ impl Backend for UpstreamBackend {
         let mut attempts = 0;
         let mut skipped = Vec::new();
         let mut failures = Vec::new();
+        let mut invalid = None;
         for idx in order {
             if attempts >= self.max_attempts {
                 break;
@@ -146,6 +148,13 @@ impl Backend for UpstreamBackend {
                     progress(Progress { task_id: job.task_id.clone(), step: 1, total: 1 });
                     return Ok(generation);
                 }
+                Err(e @ crate::error::UpstreamError::Invalid { .. }) => {
+                    // This provider's API cannot express the task; another
+                    // channel's may, and no provider call was made or billed.
+                    attempts -= 1;
+                    tracing::debug!(task = %job.task_id, channel = %ch.name, error = %e, "channel cannot express the task");
+                    invalid.get_or_insert(e.into_backend_error(&ch.name));
+                }
                 Err(e) if e.fails_over() => {
                     tracing::warn!(task = %job.task_id, channel = %ch.name, error = %e, "channel failed; trying the next");
                     failures.push(format!("{}: {e}", ch.name));
@@ -157,6 +166,9 @@ impl Backend for UpstreamBackend {
             }
         }
         if failures.is_empty() {
+            if let Some(e) = invalid {
+                return Err(e);
+            }
             return Err(BackendError::Unavailable(format!("every channel serving {} is unavailable ({})", spec.model, skipped.join("; "))));
         }
         failures.extend(skipped);

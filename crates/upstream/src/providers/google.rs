@@ -55,7 +55,9 @@ impl Adapter for Google {
         let body = json!({"instances": [{"prompt": call.spec.effective_prompt()}], "parameters": Value::Object(params)});
         let url = call.url(&format!("/models/{}:predict", call.model));
         let req = call.http.post(url).header("x-goog-api-key", call.key()).json(&body);
-        let parsed: PredictResponse = http::json(http::send_ok(req).await?).await?;
+        let resp = http::send_ok(req).await?;
+        let request_id = http::request_id(resp.headers());
+        let parsed: PredictResponse = http::json(resp).await?;
         let mut images = Vec::new();
         let mut filtered = Vec::new();
         for p in parsed.predictions {
@@ -69,6 +71,6 @@ impl Adapter for Google {
             let why = if filtered.is_empty() { "Imagen returned no images (safety filter)".to_string() } else { filtered.join("; ") };
             return Err(UpstreamError::Moderated(why));
         }
-        Ok(Output { images, request_id: None, ..Output::default() })
+        Ok(Output { images, request_id, ..Output::default() })
     }
 }

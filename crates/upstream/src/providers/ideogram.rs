@@ -56,7 +56,9 @@ impl Adapter for Ideogram {
             .opt("negative_prompt", spec.negative_prompt.as_deref());
         let (content_type, body) = form.finish();
         let req = call.http.post(call.url("/v1/ideogram-v3/generate")).header("Api-Key", call.key()).header("content-type", content_type).body(body);
-        let parsed: Response = http::json(http::send_ok(req).await?).await?;
+        let resp = http::send_ok(req).await?;
+        let request_id = http::request_id(resp.headers());
+        let parsed: Response = http::json(resp).await?;
         let total = parsed.data.len();
         let images: Vec<RawImage> = parsed
             .data
@@ -67,6 +69,6 @@ impl Adapter for Ideogram {
         if images.is_empty() {
             return Err(if total > 0 { UpstreamError::Moderated("every image was marked unsafe".into()) } else { UpstreamError::BadResponse("`data` is empty".into()) });
         }
-        Ok(Output { images, request_id: None, ..Output::default() })
+        Ok(Output { images, request_id, ..Output::default() })
     }
 }

@@ -77,7 +77,7 @@ impl OpenAi {
     async fn request(&self, call: &Call<'_>, n: u32) -> Result<(Vec<RawImage>, Option<String>), UpstreamError> {
         let req = call.bearer(call.http.post(call.url("/images/generations"))).json(&self.body(call, n));
         let resp = http::send_ok(req).await?;
-        let request_id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let request_id = http::request_id(resp.headers());
         let parsed: ImagesResponse = http::json(resp).await?;
         let mut images = Vec::with_capacity(parsed.data.len());
         for d in parsed.data {
@@ -106,9 +106,10 @@ impl Adapter for OpenAi {
         let mut out = Output::default();
         for _ in 0..count {
             let (images, id) = self.request(call, 1).await?;
-            let id = id.unwrap_or_else(|| "dall-e-3 request".to_string());
-            call.accept(&id);
-            out.request_id.get_or_insert(id);
+            call.accept(id.as_deref().unwrap_or("dall-e-3 request"));
+            if out.request_id.is_none() {
+                out.request_id = id;
+            }
             out.images.extend(images);
         }
         Ok(out)

@@ -61,7 +61,9 @@ impl Adapter for Qianfan {
         }
         let path = if edit { "/images/edits" } else { "/images/generations" };
         let req = call.bearer(call.http.post(call.url(path))).json(&body);
-        let parsed: Response = http::json(http::send_ok(req).await?).await?;
+        let resp = http::send_ok(req).await?;
+        let header_id = http::request_id(resp.headers());
+        let parsed: Response = http::json(resp).await?;
         let mut images = Vec::new();
         for d in parsed.data {
             images.push(match (d.url, d.b64_image) {
@@ -73,6 +75,6 @@ impl Adapter for Qianfan {
         if images.is_empty() {
             return Err(UpstreamError::BadResponse("`data` is empty".into()));
         }
-        Ok(Output { images, request_id: parsed.id, ..Output::default() })
+        Ok(Output { images, request_id: parsed.id.or(header_id), ..Output::default() })
     }
 }

@@ -86,14 +86,15 @@ impl Stability {
             let req = call.bearer(call.http.post(call.url(&format!("/v2beta/stable-image/generate/{path}"))));
             let req = req.header("accept", "application/json").header("content-type", content_type).body(body);
             let resp = http::send_ok(req).await?;
-            let request_id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let request_id = http::request_id(resp.headers());
             let parsed: V2Response = http::json(resp).await?;
             check_finish(parsed.finish_reason.as_deref())?;
             let b64 = parsed.image.ok_or_else(|| UpstreamError::BadResponse("no `image` in the answer".into()))?;
             out.images.push(RawImage::base64(&b64, Some(parsed.seed.unwrap_or(seed)))?);
-            let id = request_id.unwrap_or_else(|| "stability request".into());
-            call.accept(&id);
-            out.request_id.get_or_insert(id);
+            call.accept(request_id.as_deref().unwrap_or("stability request"));
+            if out.request_id.is_none() {
+                out.request_id = request_id;
+            }
         }
         Ok(out)
     }
@@ -120,7 +121,9 @@ impl Stability {
         }
         let url = call.url(&format!("/v1/generation/{}/text-to-image", call.model));
         let req = call.bearer(call.http.post(url)).header("accept", "application/json").json(&body);
-        let parsed: V1Response = http::json(http::send_ok(req).await?).await?;
+        let resp = http::send_ok(req).await?;
+        let request_id = http::request_id(resp.headers());
+        let parsed: V1Response = http::json(resp).await?;
         let mut images = Vec::new();
         for a in parsed.artifacts {
             check_finish(a.finish_reason.as_deref())?;
@@ -130,7 +133,7 @@ impl Stability {
         if images.is_empty() {
             return Err(UpstreamError::BadResponse("no artifacts".into()));
         }
-        Ok(Output { images, request_id: None, ..Output::default() })
+        Ok(Output { images, request_id, ..Output::default() })
     }
 }
 

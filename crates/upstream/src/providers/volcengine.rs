@@ -63,7 +63,7 @@ impl Adapter for Volcengine {
         for _ in 0..requests {
             let req = call.bearer(call.http.post(call.url("/images/generations"))).json(&body(call));
             let resp = http::send_ok(req).await?;
-            let request_id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let request_id = http::request_id(resp.headers());
             let parsed: Response = http::json(resp).await?;
             for d in parsed.data {
                 out.images.push(match (d.url, d.b64_json) {
@@ -72,9 +72,10 @@ impl Adapter for Volcengine {
                     (None, None) => return Err(UpstreamError::BadResponse("an item of `data` has neither url nor b64_json".into())),
                 });
             }
-            let id = request_id.unwrap_or_else(|| "ark request".into());
-            call.accept(&id);
-            out.request_id.get_or_insert(id);
+            call.accept(request_id.as_deref().unwrap_or("ark request"));
+            if out.request_id.is_none() {
+                out.request_id = request_id;
+            }
         }
         if out.images.is_empty() {
             return Err(UpstreamError::BadResponse("`data` is empty".into()));

@@ -183,3 +183,28 @@ async fn cancelling_stops_a_running_call_without_blaming_the_channel() {
     let model = Catalog::builtin().resolve("gpt-image-1").unwrap().clone();
     assert!(relay.serves(&model).is_ok(), "a cancel is not a channel failure");
 }
+
+#[tokio::test]
+async fn a_channel_whose_api_cannot_express_the_task_is_passed_over() {
+    // Imagen makes at most 4 images; a gateway channel behind it can make 5.
+    let google = crate::doubles::google::start("g").await;
+    let gateway = crate::doubles::openai::start("k", true).await;
+    let g = crate::support::channel("imagen", "google", &format!("{}/v1beta", google.base), "g") + "priority = 10\n";
+    let gw = crate::support::channel("gw", "openai-compatible", &format!("{}/v1", gateway.base), "k") + "models = [\"imagen-4.0-generate-001\"]\n";
+    let relay = backend(&cfg("max_attempts = 1", &[g, gw]));
+    let mut s = spec("imagen-4.0-generate-001", "five cats", 1024, 1024);
+    s.count = 5;
+    let g = generate(&relay, s).await.unwrap();
+    assert_eq!((g.served_by.as_str(), g.images.len()), ("channel:gw", 5));
+    assert!(google.log.all().is_empty());
+}
+
+#[tokio::test]
+async fn a_model_one_channel_lacks_fails_over_without_opening_its_breaker() {
+    let a = scripted::start([Fail::status(404), Fail::status(404)]).await;
+    let b = scripted::start([]).await;
+    let relay = backend(&cfg("[breaker]\nfailure_threshold = 1", &[ch("a", &a.base, "priority = 10"), ch("b", &b.base, "")]));
+    assert_eq!(generate(&relay, task()).await.unwrap().served_by, "channel:b");
+    assert_eq!(generate(&relay, task()).await.unwrap().served_by, "channel:b");
+    assert_eq!(a.calls(), 2, "a 404 says nothing about the channel's health");
+}
