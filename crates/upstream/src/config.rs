@@ -2,6 +2,26 @@
 //! section of the TOML config, and the resolution of each channel's key from
 //! an environment variable or a secrets file. Keys never sit in the config
 //! file itself, and [`ApiKey`] never prints.
+//!
+//! ```toml
+//! [upstream]
+//! max_attempts = 3            # channels called per task at most
+//! poll_interval_ms = 1000     # async jobs (BFL, DashScope)
+//! breaker = { failure_threshold = 5, window_secs = 60, cooldown_secs = 30 }
+//!
+//! [[upstream.channels]]
+//! name = "openai-main"        # tasks record served_by = "channel:openai-main"
+//! provider = "openai"         # openai google bfl stability ideogram volcengine dashscope qianfan openai-compatible
+//! base_url = "https://api.openai.com/v1"   # optional except for openai-compatible
+//! key_env = "OPENAI_API_KEY"  # or key_file = "/run/secrets/openai"
+//! models = ["gpt-image-1", "dall-e-3"]     # empty: every catalog model of this provider; "*": all
+//! model_map = { "dall-e-3" = "dall-e-3" }  # catalog id/alias -> provider's name
+//! priority = 10               # higher first
+//! weight = 1                  # share among equal priorities
+//! timeout_secs = 180          # whole task on this channel, polling included
+//! max_concurrency = 8         # 0 = unlimited; a full channel is skipped
+//! cost_per_image_millicredits = 29000
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -246,6 +266,25 @@ model_map = { "FLUX.1-schnell" = "flux-schnell" }
         assert_eq!(b.resolve_base_url().unwrap(), "https://aihubmix.com/v1");
         assert_eq!(b.weight, 1);
         assert_eq!(b.resolve_key().unwrap(), None);
+    }
+
+    #[test]
+    fn the_module_doc_example_parses() {
+        let doc: String = include_str!("config.rs")
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").trim_start_matches(' '))
+            .collect::<Vec<_>>()
+            .join("\n");
+        #[derive(serde::Deserialize)]
+        struct File {
+            upstream: UpstreamConfig,
+        }
+        let file: File = toml::from_str(&doc).unwrap();
+        assert_eq!(file.upstream.channels[0].name, "openai-main");
+        assert_eq!(file.upstream.breaker.failure_threshold, 5);
     }
 
     #[test]
