@@ -156,6 +156,16 @@ impl Call<'_> {
         if self.cancel.is_cancelled() { Err(UpstreamError::Cancelled) } else { Ok(()) }
     }
 
+    /// Refuses a task with a reference image on an endpoint that only
+    /// draws from text, rather than silently dropping the image; the relay
+    /// then tries a channel that can use it.
+    pub fn text_only(&self, endpoint: &str) -> Result<(), UpstreamError> {
+        match self.init_image() {
+            Some(_) => Err(UpstreamError::Invalid { field: "image".into(), message: format!("{endpoint} draws from text only; a reference image needs another channel") }),
+            None => Ok(()),
+        }
+    }
+
     /// A family-specific input field passed through by the dialect.
     pub fn extra(&self, key: &str) -> Option<&Value> {
         self.spec.extras.get(key).filter(|v| !v.is_null())

@@ -39,6 +39,7 @@ struct Prediction {
 #[async_trait::async_trait]
 impl Adapter for Google {
     async fn generate(&self, call: &Call<'_>) -> Result<Output, UpstreamError> {
+        call.text_only("Imagen :predict")?;
         let count = call.spec.count.max(1);
         if count > 4 {
             return Err(UpstreamError::Invalid { field: "numberOfImages".into(), message: "Imagen makes 1–4 images per request".into() });

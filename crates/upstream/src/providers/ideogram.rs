@@ -39,6 +39,7 @@ struct Item {
 #[async_trait::async_trait]
 impl Adapter for Ideogram {
     async fn generate(&self, call: &Call<'_>) -> Result<Output, UpstreamError> {
+        call.text_only("Ideogram generate")?;
         let spec = call.spec;
         // Accept `2:1` from clients too: Ideogram only knows `2x1`.
         let ratio = call

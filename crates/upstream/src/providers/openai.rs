@@ -97,6 +97,9 @@ impl OpenAi {
 #[async_trait::async_trait]
 impl Adapter for OpenAi {
     async fn generate(&self, call: &Call<'_>) -> Result<Output, UpstreamError> {
+        if !self.compatible {
+            call.text_only("OpenAI images/generations")?;
+        }
         let count = call.spec.count.max(1);
         let one_per_request = !self.compatible && call.model == "dall-e-3";
         if !one_per_request {

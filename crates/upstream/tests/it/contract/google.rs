@@ -42,3 +42,12 @@ async fn more_than_four_images_is_invalid_before_any_call() {
     assert!(matches!(generate(&b, s).await, Err(BackendError::Invalid { .. })));
     assert!(d.log.all().is_empty());
 }
+
+#[tokio::test]
+async fn a_reference_image_is_refused_not_dropped() {
+    let d = google::start("g-key").await;
+    let b = backend(&config(&[channel("gg", "google", &format!("{}/v1beta", d.base), "g-key")]));
+    let s = with_extras(spec("imagen-4.0-generate-001", "a cat", 1024, 1024), json!({"input_image": "https://example.invalid/cat.png"}));
+    assert!(matches!(generate(&b, s).await, Err(BackendError::Invalid { .. })));
+    assert!(d.log.all().is_empty());
+}
