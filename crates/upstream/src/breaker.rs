@@ -120,10 +120,18 @@ impl CircuitBreaker {
 
     /// Whether calls are currently refused (open, or half-open with a probe out).
     pub fn is_open(&self, now: Instant) -> bool {
+        self.refused_until(now).is_some()
+    }
+
+    /// Until when calls are refused, if they are now.
+    pub fn refused_until(&self, now: Instant) -> Option<Instant> {
         match &self.state {
-            State::Closed { .. } => false,
-            State::Open { until } => now < *until,
-            State::HalfOpen { .. } => true,
+            State::Closed { .. } => None,
+            State::Open { until } => (now < *until).then_some(*until),
+            State::HalfOpen { probe_started } => {
+                let until = *probe_started + self.cooldown();
+                (now < until).then_some(until)
+            }
         }
     }
 }

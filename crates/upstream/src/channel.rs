@@ -66,6 +66,7 @@ pub(crate) struct Channel {
     http: reqwest::Client,
     adapter: Box<dyn Adapter>,
     limit: Option<Arc<Semaphore>>,
+    max_concurrency: usize,
     health: Mutex<Health>,
 }
 
@@ -118,6 +119,7 @@ impl Channel {
             http,
             adapter: cfg.provider.adapter(),
             limit: (cfg.max_concurrency > 0).then(|| Arc::new(Semaphore::new(cfg.max_concurrency as usize))),
+            max_concurrency: cfg.max_concurrency as usize,
             health: Mutex::new(Health { breaker: CircuitBreaker::new(cfg.breaker.unwrap_or(default_breaker)), hold_until: None }),
         })
     }
@@ -133,16 +135,27 @@ impl Channel {
         self.models.get(&id.to_lowercase()).map(String::as_str)
     }
 
+    /// Tasks in flight, when the channel has a concurrency limit.
+    pub fn in_flight(&self) -> Option<(usize, usize)> {
+        let sem = self.limit.as_ref()?;
+        let max = self.max_concurrency;
+        Some((max - sem.available_permits().min(max), max))
+    }
+
+    /// Catalog ids this channel serves (lower-cased), sorted.
+    pub fn model_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.models.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
     /// Why the channel would be skipped now, without taking anything.
     pub fn skip_reason(&self, now: Instant) -> Option<Skip> {
         let h = self.health();
         if let Some(until) = h.hold_until.filter(|&u| now < u) {
             return Some(Skip::RetryAfter(until - now));
         }
-        if h.breaker.is_open(now) {
-            return Some(Skip::Open(Duration::ZERO));
-        }
-        None
+        h.breaker.refused_until(now).map(|until| Skip::Open(until - now))
     }
 
     /// Takes a concurrency slot and the breaker's admission, or says why not.

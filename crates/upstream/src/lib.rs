@@ -26,4 +26,4 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ApiKey, ChannelConfig, ConfigError, UpstreamConfig};
 pub use error::UpstreamError;
 pub use providers::Provider;
-pub use relay::UpstreamBackend;
+pub use relay::{ChannelStatus, UpstreamBackend};

@@ -20,6 +20,29 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, UpstreamConfig};
 use crate::picker::{self, Candidate};
 
+/// One channel's health as [`UpstreamBackend::status`] reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChannelStatus {
+    /// Channel name.
+    pub name: String,
+    /// Its provider API.
+    pub provider: crate::providers::Provider,
+    /// Routing priority.
+    pub priority: i32,
+    /// Routing weight.
+    pub weight: u32,
+    /// Catalog ids served (lower-cased).
+    pub models: Vec<String>,
+    /// Whether a task could be sent now.
+    pub available: bool,
+    /// Why not (breaker open, Retry-After), when not.
+    pub reason: Option<String>,
+    /// Tasks in flight, for channels with a concurrency limit.
+    pub in_flight: Option<usize>,
+    /// That limit.
+    pub max_concurrency: Option<usize>,
+}
+
 /// Relays generation to the configured upstream channels.
 pub struct UpstreamBackend {
     channels: Vec<Channel>,
@@ -75,6 +98,25 @@ impl UpstreamBackend {
     pub fn cost_millicredits(&self, served_by: &str, images: u32) -> Option<u64> {
         let ch = self.channels.iter().find(|c| c.served_by == served_by)?;
         Some(ch.cost_per_image * u64::from(images))
+    }
+
+    /// A snapshot of every channel's health, for admin pages and logs.
+    pub fn status(&self) -> Vec<ChannelStatus> {
+        let now = self.clock.now();
+        self.channels
+            .iter()
+            .map(|c| ChannelStatus {
+                name: c.name.clone(),
+                provider: c.provider,
+                priority: c.priority,
+                weight: c.weight,
+                models: c.model_ids(),
+                available: c.skip_reason(now).is_none(),
+                reason: c.skip_reason(now).map(|s| s.to_string()),
+                in_flight: c.in_flight().map(|(n, _)| n),
+                max_concurrency: c.in_flight().map(|(_, m)| m),
+            })
+            .collect()
     }
 
     fn serving(&self, model_id: &str) -> Vec<usize> {

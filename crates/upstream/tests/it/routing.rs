@@ -104,6 +104,9 @@ async fn an_open_channel_is_reported_by_serves_and_a_lone_one_is_unavailable() {
     assert!(matches!(generate(&relay, task()).await, Err(BackendError::Upstream { retryable: true, .. })));
     let why = relay.serves(&model).unwrap_err();
     assert!(why.contains("circuit open"), "{why}");
+    let status = relay.status();
+    assert_eq!((status[0].name.as_str(), status[0].available), ("a", false));
+    assert!(status[0].reason.as_deref().is_some_and(|r| r.contains("circuit open")));
     assert!(matches!(generate(&relay, task()).await, Err(BackendError::Unavailable(_))));
     assert_eq!(a.calls(), 1);
     let other = Catalog::builtin().resolve("dall-e-3").unwrap().clone();
