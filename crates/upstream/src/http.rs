@@ -176,6 +176,15 @@ impl Form {
         self
     }
 
+    /// Adds a file field.
+    pub(crate) fn file(mut self, name: &str, filename: &str, mime: &str, bytes: &[u8]) -> Self {
+        let head = format!("--{}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: {mime}\r\n\r\n", self.boundary);
+        self.body.extend_from_slice(head.as_bytes());
+        self.body.extend_from_slice(bytes);
+        self.body.extend_from_slice(b"\r\n");
+        self
+    }
+
     /// Adds a text field when there is a value.
     pub(crate) fn opt(self, name: &str, value: Option<impl AsRef<str>>) -> Self {
         match value {

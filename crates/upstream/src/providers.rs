@@ -156,6 +156,22 @@ impl Call<'_> {
         if self.cancel.is_cancelled() { Err(UpstreamError::Cancelled) } else { Ok(()) }
     }
 
+    /// The reference image as bytes, for providers that take uploads. Only
+    /// inline images (data URI or base64) are used: fetching a client's URL
+    /// from here would let clients make this server fetch arbitrary
+    /// addresses, so a URL is `Invalid` and the relay tries a channel whose
+    /// provider fetches URLs itself.
+    pub fn inline_reference(&self) -> Result<Option<(Vec<u8>, imagegate_core::ImageFormat)>, UpstreamError> {
+        let Some(src) = self.init_image() else { return Ok(None) };
+        let invalid = |message: String| UpstreamError::Invalid { field: "image".into(), message };
+        if src.starts_with("http://") || src.starts_with("https://") {
+            return Err(invalid("this provider takes uploads; send the reference image inline (data URI or base64)".into()));
+        }
+        let bytes = crate::images::decode_base64(&src).map_err(|e| invalid(e.to_string()))?;
+        let (format, _, _) = crate::images::inspect(&bytes).map_err(|e| invalid(e.to_string()))?;
+        Ok(Some((bytes, format)))
+    }
+
     /// Refuses a task with a reference image on an endpoint that only
     /// draws from text, rather than silently dropping the image; the relay
     /// then tries a channel that can use it.

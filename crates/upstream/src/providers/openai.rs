@@ -8,12 +8,16 @@
 //! "data": [{"b64_json" | "url", "revised_prompt"}]}`; the request id is the
 //! `x-request-id` header. Errors: `{"error": {"message", "type", "code"}}`.
 //! dall-e-3 makes one image per request, so n > 1 becomes n requests.
+//! With an inline reference image the same fields go as a multipart form
+//! with an `image` file to `POST /v1/images/edits`
+//! (<https://platform.openai.com/docs/api-reference/images/createEdit>).
 
+use imagegate_core::ImageFormat;
 use serde_json::{Map, Value, json};
 
 use super::{Adapter, Call, Output, put_extra};
 use crate::error::UpstreamError;
-use crate::http;
+use crate::http::{self, Form};
 use crate::images::RawImage;
 
 /// The OpenAI adapter; `compatible` also passes every extra field through.
@@ -74,8 +78,23 @@ impl OpenAi {
         body
     }
 
-    async fn request(&self, call: &Call<'_>, n: u32) -> Result<(Vec<RawImage>, Option<String>), UpstreamError> {
-        let req = call.bearer(call.http.post(call.url("/images/generations"))).json(&self.body(call, n));
+    async fn request(&self, call: &Call<'_>, n: u32, reference: Option<&(Vec<u8>, ImageFormat)>) -> Result<(Vec<RawImage>, Option<String>), UpstreamError> {
+        let body = self.body(call, n);
+        let req = match reference {
+            None => call.bearer(call.http.post(call.url("/images/generations"))).json(&body),
+            Some((bytes, format)) => {
+                // images/edits takes the same fields as a multipart form plus the image file
+                let mut form = Form::new();
+                for (k, v) in &body {
+                    form = form.text(k, match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    });
+                }
+                let (content_type, data) = form.file("image", &format!("image.{}", format.ext()), format.mime(), bytes).finish();
+                call.bearer(call.http.post(call.url("/images/edits"))).header("content-type", content_type).body(data)
+            }
+        };
         let resp = http::send_ok(req).await?;
         let request_id = http::request_id(resp.headers());
         let parsed: ImagesResponse = http::json(resp).await?;
@@ -97,18 +116,21 @@ impl OpenAi {
 #[async_trait::async_trait]
 impl Adapter for OpenAi {
     async fn generate(&self, call: &Call<'_>) -> Result<Output, UpstreamError> {
-        if !self.compatible {
-            call.text_only("OpenAI images/generations")?;
+        // A gateway takes the reference in the JSON body (see `body`); OpenAI
+        // itself wants an upload to images/edits, which dall-e-3 lacks.
+        let reference = if self.compatible { None } else { call.inline_reference()? };
+        if reference.is_some() && call.model == "dall-e-3" {
+            call.text_only("dall-e-3")?;
         }
         let count = call.spec.count.max(1);
         let one_per_request = !self.compatible && call.model == "dall-e-3";
         if !one_per_request {
-            let (images, request_id) = self.request(call, count).await?;
+            let (images, request_id) = self.request(call, count, reference.as_ref()).await?;
             return Ok(Output { images, request_id, ..Output::default() });
         }
         let mut out = Output::default();
         for _ in 0..count {
-            let (images, id) = self.request(call, 1).await?;
+            let (images, id) = self.request(call, 1, None).await?;
             call.accept(id.as_deref().unwrap_or("dall-e-3 request"));
             if out.request_id.is_none() {
                 out.request_id = id;

@@ -11,7 +11,9 @@
 //! (`text_prompts` [{text, weight}], `width`, `height`, `cfg_scale`, `steps`,
 //! `samples`, `seed`, `sampler`, `style_preset`) and answers `{"artifacts":
 //! [{"base64", "seed", "finishReason"}]}`. Errors: `{"id", "name",
-//! "errors" | "message"}`. Auth: `Authorization: Bearer`.
+//! "errors" | "message"}`. Auth: `Authorization: Bearer`. Image-to-image
+//! (sd3 and ultra): `mode=image-to-image`, an `image` file and `strength`
+//! instead of `aspect_ratio`; the reference must be inline (see `Call::inline_reference`).
 
 use serde_json::{Map, Value, json};
 
@@ -68,6 +70,10 @@ impl Stability {
             "core" | "ultra" => (call.model, None),
             m => ("sd3", Some(m)),
         };
+        let reference = call.inline_reference()?;
+        if reference.is_some() && path == "core" {
+            call.text_only("Stable Image Core")?;
+        }
         let ratio = call.extra_str(&["aspect_ratio"]).unwrap_or_else(|| nearest_ratio(spec.size, &RATIOS).to_string());
         let format = match spec.output_format {
             imagegate_core::ImageFormat::Jpeg => "jpeg",
@@ -77,10 +83,19 @@ impl Stability {
         let mut out = Output::default();
         for n in 0..u64::from(spec.count.max(1)) {
             let seed = spec.seed.wrapping_add(n) % 4_294_967_295;
-            let mut form = Form::new().text("prompt", spec.effective_prompt()).text("aspect_ratio", &ratio).text("seed", seed.to_string()).text("output_format", format);
+            let mut form = Form::new().text("prompt", spec.effective_prompt()).text("seed", seed.to_string()).text("output_format", format);
             form = form.opt("negative_prompt", spec.negative_prompt.as_deref()).opt("style_preset", call.extra_str(&["style_preset"]));
+            match &reference {
+                // image-to-image takes the init image's shape: no aspect_ratio
+                Some((bytes, fmt)) => {
+                    let strength = spec.init_image.as_ref().map_or(0.5, |i| i.strength);
+                    form = form.file("image", &format!("init.{}", fmt.ext()), fmt.mime(), bytes).text("strength", strength.to_string());
+                }
+                None => form = form.text("aspect_ratio", &ratio),
+            }
             if let Some(m) = model {
-                form = form.text("model", m).text("mode", "text-to-image").text("cfg_scale", spec.guidance.to_string());
+                let mode = if reference.is_some() { "image-to-image" } else { "text-to-image" };
+                form = form.text("model", m).text("mode", mode).text("cfg_scale", spec.guidance.to_string());
             }
             let (content_type, body) = form.finish();
             let req = call.bearer(call.http.post(call.url(&format!("/v2beta/stable-image/generate/{path}"))));
@@ -140,12 +155,11 @@ impl Stability {
 #[async_trait::async_trait]
 impl Adapter for Stability {
     async fn generate(&self, call: &Call<'_>) -> Result<Output, UpstreamError> {
-        if call.init_image().is_some() {
-            return Err(UpstreamError::Invalid {
-                field: "init_image".into(),
-                message: "image-to-image is not relayed to Stability channels yet".into(),
-            });
+        if call.model.starts_with("stable-diffusion-") {
+            call.text_only("Stability v1 text-to-image")?;
+            self.v1(call).await
+        } else {
+            self.v2beta(call).await
         }
-        if call.model.starts_with("stable-diffusion-") { self.v1(call).await } else { self.v2beta(call).await }
     }
 }

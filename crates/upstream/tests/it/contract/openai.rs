@@ -79,3 +79,28 @@ async fn sizes_the_provider_refuses_are_final_4xx() {
     let err = generate(&b, spec("gpt-image-1", "a cat", 512, 512)).await.unwrap_err();
     assert!(matches!(&err, BackendError::Upstream { retryable: false, message, .. } if message.contains("512x512")), "{err:?}");
 }
+
+#[tokio::test]
+async fn an_inline_reference_goes_to_images_edits_as_an_upload() {
+    let d = openai::start("sk-test", false).await;
+    let b = backend(&config(&[channel("oa", "openai", &format!("{}/v1", d.base), "sk-test")]));
+    let mut s = with_extras(spec("gpt-image-1", "make it snow", 1024, 1024), json!({"quality": "low"}));
+    s.init_image = Some(imagegate_core::InitImage { source: format!("data:image/png;base64,{}", crate::support::b64(&crate::support::png(8, 8))), strength: 0.6 });
+    let g = generate(&b, s).await.unwrap();
+    assert_eq!((g.images[0].width, g.provider_request_id.as_deref()), (32, Some("req_edit")));
+    let reqs = d.log.to("/v1/images/edits");
+    assert_eq!(reqs.len(), 1);
+    let f = reqs[0].form();
+    assert_eq!((f["model"].as_str(), f["prompt"].as_str(), f["n"].as_str(), f["size"].as_str(), f["quality"].as_str()), ("gpt-image-1", "make it snow", "1", "1024x1024", "low"));
+    assert!(f["image"].contains("PNG"));
+    assert!(d.log.to("/v1/images/generations").is_empty());
+}
+
+#[tokio::test]
+async fn a_reference_url_is_not_fetched_by_the_relay() {
+    let d = openai::start("sk-test", false).await;
+    let b = backend(&config(&[channel("oa", "openai", &format!("{}/v1", d.base), "sk-test")]));
+    let s = with_extras(spec("gpt-image-1", "make it snow", 1024, 1024), json!({"image": "http://169.254.169.254/latest/meta-data"}));
+    assert!(matches!(generate(&b, s).await, Err(BackendError::Invalid { .. })));
+    assert!(d.log.all().is_empty());
+}

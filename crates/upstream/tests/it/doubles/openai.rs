@@ -83,11 +83,40 @@ async fn generations(State(st): State<St>, method: Method, uri: Uri, headers: He
     ([("x-request-id", "req_abc123")], axum::Json(json!({"created": 1_700_000_000, "data": data}))).into_response()
 }
 
+/// `POST /v1/images/edits`: multipart with an `image` file, as
+/// <https://platform.openai.com/docs/api-reference/images/createEdit> documents it.
+async fn edits(State(st): State<St>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    st.log.push(&method, &uri, &headers, &body);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {}", st.key)) {
+        return reply(401, json!({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}));
+    }
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(f) = ct.starts_with("multipart/form-data").then(|| crate::support::parse_form(ct, &body)).flatten() else {
+        return invalid("Invalid Content-Type header, expected multipart/form-data.", "");
+    };
+    if !f.get("image").is_some_and(|i| i.contains("PNG") || i.contains("JFIF") || i.contains("WEBP")) {
+        return invalid("Missing required parameter: 'image'.", "image");
+    }
+    if !matches!(f.get("model").map(String::as_str), Some("gpt-image-1" | "dall-e-2")) {
+        return invalid("Invalid value for 'model'.", "model");
+    }
+    if f.get("prompt").is_none_or(|p| p.is_empty()) {
+        return invalid("Missing required parameter: 'prompt'.", "prompt");
+    }
+    let n: u32 = f.get("n").and_then(|n| n.parse().ok()).unwrap_or(1);
+    let data: Vec<Value> = (0..n).map(|_| json!({"b64_json": b64(&png(32, 32))})).collect();
+    ([("x-request-id", "req_edit")], axum::Json(json!({"created": 1_700_000_000, "data": data}))).into_response()
+}
+
 /// Starts an OpenAI double accepting `key`; `urls` makes it answer like a
 /// gateway that returns image URLs.
 pub async fn start(key: &str, urls: bool) -> Double {
     let st = St { log: Log::default(), key: key.to_string(), urls, base: Default::default() };
-    let router = Router::new().route("/v1/images/generations", post(generations)).route("/files/{name}", get(file)).with_state(st.clone());
+    let router = Router::new()
+        .route("/v1/images/generations", post(generations))
+        .route("/v1/images/edits", post(edits))
+        .route("/files/{name}", get(file))
+        .with_state(st.clone());
     let base = serve(router).await;
     st.base.set(base.clone()).unwrap();
     Double { base, log: st.log }

@@ -53,6 +53,18 @@ async fn sd3(State(st): State<St>, method: Method, uri: Uri, headers: HeaderMap,
     if !["sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium", "sd3.5-flash"].contains(&model) {
         return bad("model: must be one of sd3.5-large, sd3.5-large-turbo, sd3.5-medium, sd3.5-flash");
     }
+    match f.get("mode").map(String::as_str) {
+        Some("image-to-image") => {
+            if !f.get("image").is_some_and(|i| i.contains("PNG")) || f.get("strength").is_none() {
+                return bad("image-to-image requires image and strength");
+            }
+            if f.contains_key("aspect_ratio") {
+                return bad("aspect_ratio: not allowed in image-to-image mode");
+            }
+        }
+        None | Some("text-to-image") => {}
+        Some(_) => return bad("mode: must be text-to-image or image-to-image"),
+    }
     let ratio = f.get("aspect_ratio").map_or("1:1", String::as_str);
     if !["16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21"].contains(&ratio) {
         return bad("aspect_ratio: invalid");
