@@ -55,7 +55,7 @@ async fn sd3(State(st): State<St>, method: Method, uri: Uri, headers: HeaderMap,
     }
     match f.get("mode").map(String::as_str) {
         Some("image-to-image") => {
-            if !f.get("image").is_some_and(|i| i.contains("PNG")) || f.get("strength").is_none() {
+            if !f.get("image").is_some_and(|i| i.contains("PNG")) || !f.contains_key("strength") {
                 return bad("image-to-image requires image and strength");
             }
             if f.contains_key("aspect_ratio") {
