@@ -212,7 +212,13 @@ impl Channel {
                 };
                 images.push(images::to_generated(bytes, seed.unwrap_or(fallback_seed))?);
             }
-            Ok::<_, UpstreamError>(Generation { images, served_by: self.served_by.clone(), note: out.note, provider_request_id: out.request_id })
+            let mut note = out.note;
+            if images.len() < spec.count as usize {
+                // e.g. Imagen drops filtered images from its answer
+                let short = format!("the provider returned {} of {} images", images.len(), spec.count);
+                note = Some(note.map_or(short.clone(), |n| format!("{n}; {short}")));
+            }
+            Ok::<_, UpstreamError>(Generation { images, served_by: self.served_by.clone(), note, provider_request_id: out.request_id })
         };
         let result = tokio::select! {
             r = tokio::time::timeout(self.timeout, work) => match r {

@@ -305,6 +305,16 @@ model_map = { "FLUX.1-schnell" = "flux-schnell" }
     }
 
     #[test]
+    fn keys_come_from_env_vars() {
+        // cargo sets CARGO_PKG_NAME for test processes; setting our own
+        // variable would need `unsafe` (edition 2024) and race other tests.
+        let cfg: ChannelConfig = toml::from_str("name='e'\nprovider='openai'\nkey_env='CARGO_PKG_NAME'").unwrap();
+        assert_eq!(cfg.resolve_key().unwrap().unwrap().expose(), "imagegate-upstream");
+        let both = ChannelConfig { key_file: Some("/nonexistent".into()), ..cfg };
+        assert_eq!(both.resolve_key(), Err(ConfigError::TwoKeySources("e".into())));
+    }
+
+    #[test]
     fn compatible_channels_need_a_base_url() {
         let cfg: ChannelConfig = toml::from_str("name='g'\nprovider='openai-compatible'").unwrap();
         assert_eq!(cfg.resolve_base_url(), Err(ConfigError::MissingBaseUrl("g".into())));
