@@ -1,6 +1,7 @@
 //! A per-channel circuit breaker: a pure state machine driven by the
 //! caller's clock. Closed channels take traffic; `threshold` failures within
-//! `window` open the breaker for `cooldown`; then one probe call is let
+//! a sliding `window` (successes in between do not reset the count) open
+//! the breaker for `cooldown`; then one probe call is let
 //! through (half-open) and its outcome closes or re-opens the breaker. This
 //! replaces one-strike disabling: a single blip never takes a channel out.
 
@@ -84,8 +85,15 @@ impl CircuitBreaker {
     }
 
     /// The channel answered (including a 4xx about the request: it is up).
+    /// A good probe closes the breaker; in the closed state successes do
+    /// not erase recent failures, so a channel failing every other call
+    /// still opens once `threshold` failures fall within the window.
     pub fn on_success(&mut self, _now: Instant) {
-        self.state = State::Closed { failures: VecDeque::new() };
+        // Only the probe decides: a late success from a call admitted before
+        // the breaker opened does not close it.
+        if matches!(self.state, State::HalfOpen { .. }) {
+            self.state = State::Closed { failures: VecDeque::new() };
+        }
     }
 
     /// The channel failed in a way that says it is unhealthy (429, 5xx, timeout, connection).
@@ -153,6 +161,17 @@ mod tests {
         assert_eq!(b.admit(t0 + Duration::from_secs(2)), Admission::Allowed);
         b.on_failure(t0 + Duration::from_secs(2));
         assert_eq!(b.admit(t0 + Duration::from_secs(3)), Admission::Rejected { until: t0 + Duration::from_secs(32) });
+    }
+
+    #[test]
+    fn interleaved_successes_do_not_hide_a_flaky_channel() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(cfg());
+        for i in 0..3 {
+            b.on_failure(t0 + Duration::from_secs(i));
+            b.on_success(t0 + Duration::from_secs(i));
+        }
+        assert!(b.is_open(t0 + Duration::from_secs(3)));
     }
 
     #[test]
