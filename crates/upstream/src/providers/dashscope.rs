@@ -2,7 +2,8 @@
 //! task, Qwen-Image-Edit through the synchronous multimodal endpoint.
 //!
 //! References: <https://www.alibabacloud.com/help/en/model-studio/qwen-image-api>
-//! and <https://www.alibabacloud.com/help/en/model-studio/qwen-image-edit-api>.
+//! (async text-to-image, read for this adapter) and Model Studio's
+//! Qwen-Image-Edit page (multimodal-generation shape, from memory of it).
 //! Auth `Authorization: Bearer`. Text-to-image: `POST
 //! /api/v1/services/aigc/text2image/image-synthesis` with header
 //! `X-DashScope-Async: enable`, body `{"model", "input": {"prompt",

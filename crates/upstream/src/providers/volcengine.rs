@@ -1,7 +1,8 @@
 //! Volcengine Ark image generation (Seedream): `POST /api/v3/images/generations`.
 //!
-//! Reference: <https://www.volcengine.com/docs/82379/1541523> (Ark "图片生成
-//! API"). Auth `Authorization: Bearer <ARK_API_KEY>`. Body: `model`,
+//! Reference: the Ark docs' "图片生成 API" page under
+//! <https://www.volcengine.com/docs/82379> (shapes cross-checked against
+//! the seed's example and gateway mirrors of that page). Auth `Authorization: Bearer <ARK_API_KEY>`. Body: `model`,
 //! `prompt`, `image` (reference URL/base64), `size` (`1K`/`2K`/`4K` or
 //! `WxH`), `seed`, `sequential_image_generation` (`disabled`/`auto`) with
 //! `sequential_image_generation_options.max_images`, `stream`,
