@@ -211,3 +211,15 @@ async fn a_model_one_channel_lacks_fails_over_without_opening_its_breaker() {
     assert_eq!(generate(&relay, task()).await.unwrap().served_by, "channel:b");
     assert_eq!(a.calls(), 2, "a 404 says nothing about the channel's health");
 }
+
+#[tokio::test]
+async fn the_core_registry_picks_the_relay_for_models_it_serves() {
+    let a = scripted::start([]).await;
+    let relay = Arc::new(backend(&cfg("", &[ch("a", &a.base, "")])));
+    let mut registry = imagegate_core::BackendRegistry::new();
+    registry.register(relay);
+    let catalog = Catalog::builtin();
+    assert_eq!(registry.pick(catalog.resolve("gpt-image-1").unwrap()).unwrap().name(), "upstream");
+    let why = registry.pick(catalog.resolve("sdxl").unwrap()).err().unwrap();
+    assert!(why.contains("no upstream channel serves"), "{why}");
+}

@@ -51,3 +51,14 @@ async fn a_reference_image_is_refused_not_dropped() {
     assert!(matches!(generate(&b, s).await, Err(BackendError::Invalid { .. })));
     assert!(d.log.all().is_empty());
 }
+
+#[tokio::test]
+async fn partly_filtered_answers_keep_the_rest_with_a_note() {
+    let d = google::start("g-key").await;
+    let b = backend(&config(&[channel("gg", "google", &format!("{}/v1beta", d.base), "g-key")]));
+    let mut s = spec("imagen-4.0-generate-001", "partly a cat", 1024, 1024);
+    s.count = 3;
+    let g = generate(&b, s).await.unwrap();
+    assert_eq!(g.images.len(), 2);
+    assert!(g.note.as_deref().is_some_and(|n| n.contains("2 of 3")), "{:?}", g.note);
+}

@@ -66,7 +66,11 @@ async fn predict(State(st): State<St>, Path(rest): Path<String>, method: Method,
         // every image filtered: the documented answer is an empty object
         return reply(200, json!({}));
     }
-    let predictions: Vec<Value> = (0..count).map(|_| json!({"bytesBase64Encoded": b64(&png(w, h)), "mimeType": "image/png"})).collect();
+    let mut predictions: Vec<Value> = (0..count).map(|_| json!({"bytesBase64Encoded": b64(&png(w, h)), "mimeType": "image/png"})).collect();
+    if prompt.contains("partly") && count > 1 {
+        // one image filtered, reported in its place (includeRaiReason)
+        predictions[0] = json!({"raiFilteredReason": "filtered by the safety filter"});
+    }
     reply(200, json!({"predictions": predictions}))
 }
 
