@@ -1,0 +1,66 @@
+//! BFL: submit, poll `polling_url`, download `result.sample`; nothing is
+//! resubmitted elsewhere once BFL accepted the job.
+
+use imagegate_core::{BackendError, ImageFormat};
+use serde_json::json;
+
+use crate::doubles::bfl;
+use crate::support::{backend, channel, config, generate, spec, with_extras};
+
+#[tokio::test]
+async fn kontext_job_is_submitted_polled_and_downloaded() {
+    let d = bfl::start("bfl-key").await;
+    let b = backend(&config(&[channel("bfl", "bfl", &format!("{}/v1", d.base), "bfl-key")]));
+    let mut s = with_extras(spec("flux-kontext-max", "A deer drinking in the lake", 832, 1216), json!({"aspect_ratio": "2:3", "safety_tolerance": 6}));
+    s.output_format = ImageFormat::Jpeg;
+    let g = generate(&b, s).await.unwrap();
+    assert_eq!(g.images.len(), 1);
+    assert_eq!((g.images[0].format, g.images[0].width, g.images[0].height, g.images[0].seed), (ImageFormat::Jpeg, 64, 48, 42));
+    assert_eq!(g.provider_request_id.as_deref(), Some("job-1"));
+    let submit = d.log.to("/v1/flux-kontext-max");
+    assert_eq!(submit.len(), 1);
+    assert_eq!(submit[0].header("x-key"), "bfl-key");
+    let body = submit[0].json();
+    assert_eq!(body, json!({"prompt": "A deer drinking in the lake", "aspect_ratio": "2:3", "seed": 42, "output_format": "jpeg", "safety_tolerance": 6}));
+    let polls = d.log.to("/v1/get_result?id=job-1");
+    assert_eq!(polls.len(), 2, "Pending once, then Ready");
+    assert!(polls.iter().all(|p| p.header("x-key") == "bfl-key"));
+}
+
+#[tokio::test]
+async fn flux_pro_takes_width_and_height_and_one_job_per_image() {
+    let d = bfl::start("k").await;
+    let b = backend(&config(&[channel("bfl", "bfl", &format!("{}/v1", d.base), "k")]));
+    let mut s = spec("FLUX-1.1-pro", "a cat", 1024, 768);
+    s.count = 2;
+    let g = generate(&b, s).await.unwrap();
+    assert_eq!(g.images.len(), 2);
+    assert_eq!((g.images[0].seed, g.images[1].seed), (42, 43));
+    let submits = d.log.to("/v1/flux-pro-1.1");
+    assert_eq!(submits.len(), 2);
+    let body = submits[0].json();
+    assert_eq!((body["width"].as_u64(), body["height"].as_u64()), (Some(1024), Some(768)));
+    assert!(body.get("aspect_ratio").is_none());
+}
+
+#[tokio::test]
+async fn a_failed_job_is_final_even_with_another_channel() {
+    let a = bfl::start("k").await;
+    let other = bfl::start("k").await;
+    let mut first = channel("a", "bfl", &format!("{}/v1", a.base), "k");
+    first.push_str("priority = 5\n");
+    let b = backend(&config(&[first, channel("b", "bfl", &format!("{}/v1", other.base), "k")]));
+    let err = generate(&b, spec("flux-kontext-pro", "please explode", 1024, 1024)).await.unwrap_err();
+    assert!(matches!(&err, BackendError::Upstream { retryable: false, message, .. } if message.contains("job-1")), "{err:?}");
+    let err = generate(&b, spec("flux-kontext-pro", "moderate me", 1024, 1024)).await.unwrap_err();
+    assert!(matches!(&err, BackendError::Upstream { retryable: false, message, .. } if message.contains("Moderated")), "{err:?}");
+    assert!(other.log.all().is_empty(), "accepted jobs are never resubmitted elsewhere");
+}
+
+#[tokio::test]
+async fn validation_errors_from_submit_are_not_failed_over() {
+    let d = bfl::start("k").await;
+    let b = backend(&config(&[channel("bfl", "bfl", &format!("{}/v1", d.base), "k")]));
+    let err = generate(&b, with_extras(spec("flux-kontext-max", "a cat", 1024, 1024), json!({"safety_tolerance": 9}))).await.unwrap_err();
+    assert!(matches!(&err, BackendError::Upstream { retryable: false, message, .. } if message.contains("422")), "{err:?}");
+}
