@@ -4,6 +4,10 @@
 //! async code talks to it through a handle implementing core's `Backend`.
 
 pub mod error;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
+pub mod models;
 pub mod samplers;
+pub mod tokenize;
 
 pub use error::{EngineError, Result};
