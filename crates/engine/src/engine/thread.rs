@@ -1,0 +1,254 @@
+//! The [`EngineThread`]: a plain OS thread that owns the candle device and
+//! the loaded pipelines (an LRU within a memory budget) and serves
+//! [`EngineCommand`]s from a channel. Progress goes out through each
+//! command's sink; cancellation is checked between denoising steps.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+
+use candle_core::{DType, Device};
+use imagegate_core::backend::Job;
+use imagegate_core::{BackendError, CancelFlag, GeneratedImage, Generation, Progress, ProgressSink};
+
+use super::batch::{Chunk, plan, reject, spacing_of};
+use crate::error::{EngineError, Result};
+use crate::loader::{PipelineKind, read_kind, weight_bytes};
+use crate::output::{Parameters, encode_image};
+use crate::pipelines::sd::SdPipeline;
+use crate::samplers::SigmaSpacing;
+
+/// Results of a generate command, in job order.
+pub type JobResults = Vec<std::result::Result<Generation, BackendError>>;
+
+/// Generate images for compatible jobs of one model.
+pub struct GenerateCommand {
+    /// The model's pipeline folder.
+    pub folder: PathBuf,
+    /// The jobs.
+    pub jobs: Vec<Job>,
+    /// Step reports.
+    pub progress: ProgressSink,
+    /// Checked between steps.
+    pub cancel: CancelFlag,
+    /// Where the results go.
+    pub reply: tokio::sync::oneshot::Sender<JobResults>,
+}
+
+/// What the engine thread is asked to do.
+pub enum EngineCommand {
+    /// Run jobs.
+    Generate(GenerateCommand),
+    /// Drop everything and end the thread.
+    Shutdown,
+}
+
+struct Cached {
+    folder: PathBuf,
+    pipeline: SdPipeline,
+    bytes: u64,
+}
+
+/// The state owned by the engine thread.
+pub struct EngineThread {
+    device: Device,
+    dtype: DType,
+    budget: u64,
+    max_batch: usize,
+    /// Least recently used first.
+    cache: Vec<Cached>,
+}
+
+impl EngineThread {
+    /// State for a thread computing on `device` at `dtype`.
+    pub fn new(device: Device, dtype: DType, budget: u64, max_batch: usize) -> Self {
+        Self { device, dtype, budget, max_batch, cache: Vec::new() }
+    }
+
+    /// Serves commands until `Shutdown` or until every sender is dropped.
+    pub fn run(mut self, rx: Receiver<EngineCommand>) {
+        while let Ok(EngineCommand::Generate(cmd)) = rx.recv() {
+            let GenerateCommand { folder, jobs, progress, cancel, reply } = cmd;
+            let results = match std::panic::catch_unwind(AssertUnwindSafe(|| self.generate(&folder, &jobs, &progress, &cancel))) {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::error!(folder = %folder.display(), "engine panicked; dropping loaded pipelines");
+                    self.cache.clear();
+                    jobs.iter().map(|_| Err(BackendError::Internal("the engine panicked".into()))).collect()
+                }
+            };
+            // The caller may have stopped waiting; nothing to do then.
+            let _ = reply.send(results);
+        }
+        tracing::info!("engine thread stopped");
+    }
+
+    /// The pipeline for `folder`, loading it (and evicting others) if needed.
+    fn pipeline(&mut self, folder: &Path) -> Result<&SdPipeline> {
+        if let Some(i) = self.cache.iter().position(|c| c.folder == folder) {
+            let hit = self.cache.remove(i);
+            self.cache.push(hit);
+        } else {
+            if !folder.join("model_index.json").is_file() {
+                return Err(EngineError::MissingWeights {
+                    model: folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    missing: "model_index.json".into(),
+                    looked_in: folder.display().to_string(),
+                });
+            }
+            let kind = read_kind(folder)?;
+            if kind != PipelineKind::StableDiffusion {
+                return Err(EngineError::invalid("model", format!("the local engine has no {kind:?} pipeline yet")));
+            }
+            let bytes = weight_bytes(folder);
+            while !self.cache.is_empty() && self.cache.iter().map(|c| c.bytes).sum::<u64>() + bytes > self.budget {
+                let evicted = self.cache.remove(0);
+                tracing::info!(folder = %evicted.folder.display(), "evicting pipeline to stay within the memory budget");
+            }
+            let pipeline = SdPipeline::load(folder, &self.device, self.dtype)?;
+            self.cache.push(Cached { folder: folder.to_path_buf(), pipeline, bytes });
+        }
+        // The entry was just pushed or moved to the end.
+        Ok(&self.cache.last().expect("cache holds the pipeline just used").pipeline)
+    }
+
+    /// Folders currently loaded, least recently used first.
+    pub fn loaded(&self) -> Vec<PathBuf> {
+        self.cache.iter().map(|c| c.folder.clone()).collect()
+    }
+
+    fn generate(&mut self, folder: &Path, jobs: &[Job], progress: &ProgressSink, cancel: &CancelFlag) -> JobResults {
+        let mut results: Vec<Option<std::result::Result<Generation, BackendError>>> = jobs.iter().map(|j| reject(j).map(|e| Err(e.into()))).collect();
+        let accepted: Vec<bool> = results.iter().map(Option::is_none).collect();
+        let chunks = plan(jobs, &accepted, self.max_batch);
+        let max_batch = self.max_batch;
+        let pipe = match self.pipeline(folder) {
+            Ok(p) => p,
+            Err(e) => {
+                let e = BackendError::from(e);
+                return results.into_iter().map(|r| r.unwrap_or_else(|| Err(e.clone()))).collect();
+            }
+        };
+        tracing::debug!(jobs = jobs.len(), chunks = chunks.len(), max_batch, "running batch");
+        let mut images: HashMap<usize, Vec<(u32, GeneratedImage)>> = HashMap::new();
+        let mut chunks_left: HashMap<usize, u32> = HashMap::new();
+        for c in &chunks {
+            for j in c.slots.iter().map(|s| s.job).collect::<std::collections::BTreeSet<_>>() {
+                *chunks_left.entry(j).or_default() += 1;
+            }
+        }
+        let totals = chunks_left.clone();
+        for chunk in &chunks {
+            if chunk.slots.iter().all(|s| results[s.job].is_some()) {
+                continue;
+            }
+            match run_chunk(pipe, chunk, jobs, progress, cancel, &totals, &chunks_left) {
+                Ok(done) => {
+                    for (slot, img) in chunk.slots.iter().zip(done) {
+                        images.entry(slot.job).or_default().push((slot.n, img));
+                    }
+                }
+                Err(e) => {
+                    let e = BackendError::from(e);
+                    for s in &chunk.slots {
+                        results[s.job].get_or_insert_with(|| Err(e.clone()));
+                    }
+                }
+            }
+            for j in chunk.slots.iter().map(|s| s.job).collect::<std::collections::BTreeSet<_>>() {
+                *chunks_left.entry(j).or_default() -= 1;
+            }
+        }
+        results
+            .into_iter()
+            .enumerate()
+            .map(|(j, r)| {
+                r.unwrap_or_else(|| {
+                    let mut imgs = images.remove(&j).unwrap_or_default();
+                    imgs.sort_by_key(|(n, _)| *n);
+                    Ok(Generation { images: imgs.into_iter().map(|(_, i)| i).collect(), served_by: "engine".into(), ..Default::default() })
+                })
+            })
+            .collect()
+    }
+}
+
+/// Runs one forward batch and encodes its images.
+fn run_chunk(
+    pipe: &SdPipeline,
+    chunk: &Chunk,
+    jobs: &[Job],
+    progress: &ProgressSink,
+    cancel: &CancelFlag,
+    totals: &HashMap<usize, u32>,
+    left: &HashMap<usize, u32>,
+) -> Result<Vec<GeneratedImage>> {
+    let mut task_jobs: Vec<usize> = chunk.slots.iter().map(|s| s.job).collect();
+    task_jobs.dedup();
+    let steps = chunk.request.steps as u32;
+    let mut hook = |i: usize, _n: usize| -> Result<()> {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        for &j in &task_jobs {
+            // A job split over several chunks reports one running count.
+            let done_chunks = totals[&j] - left[&j];
+            progress(Progress { task_id: jobs[j].task_id.clone(), step: done_chunks * steps + i as u32, total: totals[&j] * steps });
+        }
+        Ok(())
+    };
+    if cancel.is_cancelled() {
+        return Err(EngineError::Cancelled);
+    }
+    let out = pipe.generate(&chunk.request, &mut hook)?;
+    chunk
+        .slots
+        .iter()
+        .zip(out.iter().zip(&chunk.request.items))
+        .map(|(slot, (img, item))| {
+            let spec = &jobs[slot.job].spec;
+            let params = Parameters {
+                prompt: spec.effective_prompt(),
+                negative: spec.negative_prompt.clone(),
+                steps: spec.steps,
+                sampler: chunk.request.sampler,
+                karras: spacing_of(&jobs[slot.job]) == SigmaSpacing::Karras,
+                guidance: spec.guidance,
+                seed: item.seed,
+                width: spec.size.width,
+                height: spec.size.height,
+                model: spec.model.clone(),
+            };
+            let bytes = encode_image(img, spec.output_format, &params)?;
+            Ok(GeneratedImage { bytes, format: spec.output_format, width: spec.size.width, height: spec.size.height, seed: item.seed })
+        })
+        .collect()
+}
+
+#[cfg(all(test, feature = "fixtures"))]
+mod tests {
+    use super::*;
+    use crate::fixtures::{TinySd, write_tiny_sd};
+
+    #[test]
+    fn the_lru_keeps_loaded_pipelines_within_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        write_tiny_sd(&a, &TinySd::default()).unwrap();
+        write_tiny_sd(&b, &TinySd { seed: 1, ..TinySd::default() }).unwrap();
+        let one = weight_bytes(&a);
+        assert!(one > 0);
+
+        let mut tight = EngineThread::new(Device::Cpu, DType::F32, one + one / 2, 4);
+        tight.pipeline(&a).unwrap();
+        tight.pipeline(&b).unwrap();
+        assert_eq!(tight.loaded(), vec![b.clone()]);
+
+        let mut roomy = EngineThread::new(Device::Cpu, DType::F32, 3 * one, 4);
+        for f in [&a, &b, &a] {
+            roomy.pipeline(f).unwrap();
+        }
+        assert_eq!(roomy.loaded(), vec![b, a], "a use moves a pipeline to the back");
+    }
+}

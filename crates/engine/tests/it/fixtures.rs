@@ -1,0 +1,27 @@
+//! Shared tiny model folders (written once per test binary).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use imagegate_engine::fixtures::{TinySd, TinySdVariant, write_tiny_sd};
+
+/// A models folder holding `tiny-sd15` (epsilon), `tiny-sd21-v` (v-prediction,
+/// SD 2.x layout) and `tiny-sd15-fp16` (fp16 weights).
+pub fn models_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // Kept for the whole test run; removed with the OS temp folder.
+        let dir = tempfile::tempdir().expect("temp dir").keep();
+        write_tiny_sd(&dir.join("tiny-sd15"), &TinySd::default()).expect("write tiny sd15");
+        let v = TinySd { variant: TinySdVariant::Sd21, prediction_type: "v_prediction", seed: 1, ..TinySd::default() };
+        write_tiny_sd(&dir.join("tiny-sd21-v"), &v).expect("write tiny sd21");
+        let half = TinySd { dtype: candle_core::DType::F16, seed: 2, ..TinySd::default() };
+        write_tiny_sd(&dir.join("tiny-sd15-fp16"), &half).expect("write tiny fp16");
+        dir
+    })
+}
+
+/// The folder of one tiny model.
+pub fn model(id: &str) -> PathBuf {
+    models_dir().join(id)
+}

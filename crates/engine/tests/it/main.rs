@@ -1,0 +1,6 @@
+//! The engine's integration tests: tiny random-weight models written in the
+//! real diffusers layout, loaded by the real loader and run end to end.
+
+mod engine;
+mod fixtures;
+mod sd;
