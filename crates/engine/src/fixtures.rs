@@ -11,7 +11,6 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModel;
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -21,7 +20,12 @@ use serde_json::json;
 use crate::error::{EngineError, Result};
 use crate::models::clip::{ClipTextConfig, ClipTextEncoder};
 use crate::models::configs::{UNetFile, VaeFile};
+use crate::models::unet::UNet;
 use crate::tokenize::{BOS, EOS, build_clip_tokenizer};
+
+mod sdxl;
+
+pub use sdxl::write_tiny_sdxl;
 
 /// Which SD generation the fixture imitates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,16 +123,17 @@ pub fn write_tiny_sd(dir: &Path, opts: &TinySd) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let clip_cfg: ClipTextConfig = serde_json::from_value(clip).map_err(|e| EngineError::bad_model(dir, e))?;
     save_random(&dir.join("text_encoder/model.safetensors"), opts.dtype, &mut rng, |vb| ClipTextEncoder::new(vb, clip_cfg).map(drop))?;
+    write_unet_and_vae(dir, unet, vae, opts.dtype, &mut rng)
+}
+
+/// Saves random UNet and VAE weights for the given configs.
+fn write_unet_and_vae(dir: &Path, unet: serde_json::Value, vae: serde_json::Value, dtype: DType, rng: &mut StdRng) -> Result<()> {
     let unet_file: UNetFile = serde_json::from_value(unet).map_err(|e| EngineError::bad_model(dir, e))?;
-    let unet_cfg = unet_file.to_candle(&dir.join("unet/config.json"))?;
-    save_random(&dir.join("unet/diffusion_pytorch_model.safetensors"), opts.dtype, &mut rng, |vb| {
-        UNet2DConditionModel::new(vb, unet_file.in_channels, unet_file.out_channels, false, unet_cfg).map(drop).map_err(Into::into)
-    })?;
+    save_random(&dir.join("unet/diffusion_pytorch_model.safetensors"), dtype, rng, |vb| UNet::new(vb, &unet_file).map(drop))?;
     let vae_file: VaeFile = serde_json::from_value(vae).map_err(|e| EngineError::bad_model(dir, e))?;
-    save_random(&dir.join("vae/diffusion_pytorch_model.safetensors"), opts.dtype, &mut rng, |vb| {
+    save_random(&dir.join("vae/diffusion_pytorch_model.safetensors"), dtype, rng, |vb| {
         AutoEncoderKL::new(vb, vae_file.in_channels, vae_file.out_channels, vae_file.to_candle()).map(drop).map_err(Into::into)
-    })?;
-    Ok(())
+    })
 }
 
 /// Builds a network over a recording `VarMap`, redraws every tensor from

@@ -35,7 +35,15 @@ impl PipelineKind {
 
     /// Whether this build of the engine can run it.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Self::StableDiffusion)
+        matches!(self, Self::StableDiffusion | Self::StableDiffusionXl)
+    }
+
+    /// Tokenizer folders the pipeline needs.
+    fn tokenizers(self) -> &'static [&'static str] {
+        match self {
+            Self::StableDiffusion => &["tokenizer"],
+            _ => &["tokenizer", "tokenizer_2"],
+        }
     }
 
     /// Components and the stem of their weight files.
@@ -109,9 +117,11 @@ pub fn missing_files(folder: &Path) -> Vec<String> {
             missing.push(format!("{component}/{stem}.safetensors"));
         }
     }
-    let tok = folder.join("tokenizer");
-    if !tok.join("tokenizer.json").is_file() && !(tok.join("vocab.json").is_file() && tok.join("merges.txt").is_file()) {
-        missing.push("tokenizer/tokenizer.json (or vocab.json + merges.txt)".to_string());
+    for name in kind.tokenizers() {
+        let tok = folder.join(name);
+        if !tok.join("tokenizer.json").is_file() && !(tok.join("vocab.json").is_file() && tok.join("merges.txt").is_file()) {
+            missing.push(format!("{name}/tokenizer.json (or vocab.json + merges.txt)"));
+        }
     }
     missing
 }

@@ -4,3 +4,4 @@
 
 pub mod clip;
 pub mod configs;
+pub mod unet;

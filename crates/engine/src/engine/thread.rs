@@ -14,7 +14,7 @@ use imagegate_core::{BackendError, CancelFlag, GeneratedImage, Generation, Progr
 
 use super::batch::{Chunk, plan, reject, spacing_of};
 use crate::error::{EngineError, Result};
-use crate::loader::{PipelineKind, read_kind, weight_bytes};
+use crate::loader::{read_kind, weight_bytes};
 use crate::output::{Parameters, encode_image};
 use crate::pipelines::sd::SdPipeline;
 use crate::samplers::SigmaSpacing;
@@ -98,7 +98,7 @@ impl EngineThread {
                 });
             }
             let kind = read_kind(folder)?;
-            if kind != PipelineKind::StableDiffusion {
+            if !kind.is_implemented() {
                 return Err(EngineError::invalid("model", format!("the local engine has no {kind:?} pipeline yet")));
             }
             let bytes = weight_bytes(folder);

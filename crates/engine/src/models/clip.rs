@@ -46,6 +46,9 @@ pub struct ClipTextConfig {
     /// Width of the projected pooled output (`CLIPTextModelWithProjection`).
     #[serde(default)]
     pub projection_dim: Option<usize>,
+    /// `CLIPTextModelWithProjection` has a `text_projection` (SDXL's second encoder).
+    #[serde(default)]
+    pub architectures: Vec<String>,
     /// The end-of-text id; pooling reads the first position holding it.
     #[serde(default = "default_eos")]
     pub eos_token_id: u32,
@@ -120,8 +123,9 @@ impl ClipTextEncoder {
             })
             .collect::<Result<Vec<_>>>()?;
         let final_ln = candle_nn::layer_norm(d, eps, tm.pp("final_layer_norm"))?;
+        let with_projection = config.architectures.iter().any(|a| a == "CLIPTextModelWithProjection");
         let projection = match config.projection_dim {
-            Some(p) if vb.contains_tensor("text_projection.weight") => Some(candle_nn::linear_no_bias(d, p, vb.pp("text_projection"))?),
+            Some(p) if with_projection => Some(candle_nn::linear_no_bias(d, p, vb.pp("text_projection"))?),
             _ => None,
         };
         Ok(Self { config, token_embedding, position_embedding, layers, final_ln, projection, device: vb.device().clone() })

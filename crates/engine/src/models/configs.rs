@@ -87,6 +87,12 @@ pub struct UNetFile {
     /// `text_time` for SDXL's added conditioning.
     #[serde(default)]
     pub addition_embed_type: Option<String>,
+    /// Width of each time id's sinusoidal projection (SDXL: 256).
+    #[serde(default)]
+    pub addition_time_embed_dim: Option<usize>,
+    /// Input width of the added-conditioning MLP (SDXL: 1280 + 6 * 256).
+    #[serde(default)]
+    pub projection_class_embeddings_input_dim: Option<usize>,
 }
 
 fn default_groups() -> usize {

@@ -1,29 +1,45 @@
-//! Stable Diffusion 1.x / 2.x (and SD-Turbo): CLIP text encoder, UNet,
-//! KL VAE, epsilon or v-prediction, classifier-free guidance with negative
-//! prompts, every sampler, batches of independently seeded images.
+//! Stable Diffusion 1.x / 2.x / SD-Turbo and SDXL / SDXL-Turbo: CLIP text
+//! encoder(s), UNet (with SDXL's added conditioning), KL VAE, epsilon or
+//! v-prediction, classifier-free guidance with negative prompts, every
+//! sampler, batches of independently seeded images.
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModel;
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use imagegate_core::Sampler;
 
-use super::{BatchRequest, ImageRequest, blend, init_latents, schedule, split_batch};
+use super::{BatchRequest, init_latents, schedule, split_batch};
 use crate::error::{EngineError, Result};
-use crate::loader::{missing_files, weight_files};
+use crate::loader::{PipelineKind, missing_files, read_kind, weight_files};
 use crate::models::clip::{ClipTextConfig, ClipTextEncoder};
 use crate::models::configs::{UNetFile, VaeFile, read_json};
-use crate::samplers::schedule::{PredictionType, SchedulerConfig};
-use crate::samplers::{Denoiser, NoiseSchedule, NoiseSource, SampleArgs, StepHook, sampler_for};
+use crate::models::unet::UNet;
+use crate::samplers::schedule::SchedulerConfig;
+use crate::samplers::{NoiseSchedule, NoiseSource, SampleArgs, StepHook, sampler_for};
 use crate::tokenize::ClipTokenizer;
 
-/// A loaded SD 1.x/2.x pipeline.
-pub struct SdPipeline {
+pub mod conditioning;
+
+pub use conditioning::{Context, encode_prompt};
+use conditioning::SdDenoiser;
+
+/// One text encoder with its tokenizer.
+struct TextEncoder {
     tokenizer: ClipTokenizer,
-    text_encoder: ClipTextEncoder,
-    unet: UNet2DConditionModel,
+    model: ClipTextEncoder,
+}
+
+/// A loaded SD 1.x/2.x or SDXL pipeline.
+pub struct SdPipeline {
+    /// One encoder (SD) or two (SDXL: CLIP ViT-L, then OpenCLIP bigG with projection).
+    encoders: Vec<TextEncoder>,
+    /// SDXL conditions on penultimate states of both encoders plus pooled text and size ids.
+    xl: bool,
+    /// SDXL's `force_zeros_for_empty_prompt`: no negative prompt means zero conditioning.
+    zeros_for_empty_negative: bool,
+    unet: UNet,
     unet_in_channels: usize,
     vae: AutoEncoderKL,
     vae_file: VaeFile,
@@ -42,6 +58,14 @@ fn load_vb(dir: &Path, stem: &str, dtype: DType, device: &Device) -> Result<VarB
     Ok(unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? })
 }
 
+fn load_encoder(folder: &Path, suffix: &str, dtype: DType, device: &Device) -> Result<TextEncoder> {
+    let cfg: ClipTextConfig = read_json(&folder.join(format!("text_encoder{suffix}/config.json")))?;
+    let max_len = cfg.max_position_embeddings;
+    let model = ClipTextEncoder::new(load_vb(&folder.join(format!("text_encoder{suffix}")), "model", dtype, device)?, cfg)?;
+    let tokenizer = ClipTokenizer::load(&folder.join(format!("tokenizer{suffix}")), max_len)?;
+    Ok(TextEncoder { tokenizer, model })
+}
+
 impl SdPipeline {
     /// Loads every component of `folder` from its own `config.json`, at `dtype` on `device`.
     pub fn load(folder: &Path, device: &Device, dtype: DType) -> Result<Self> {
@@ -53,26 +77,34 @@ impl SdPipeline {
                 looked_in: folder.display().to_string(),
             });
         }
-        let te_cfg: ClipTextConfig = read_json(&folder.join("text_encoder/config.json"))?;
-        let max_len = te_cfg.max_position_embeddings;
-        let text_encoder = ClipTextEncoder::new(load_vb(&folder.join("text_encoder"), "model", dtype, device)?, te_cfg)?;
-        let tokenizer = ClipTokenizer::load(&folder.join("tokenizer"), max_len)?;
+        let kind = read_kind(folder)?;
+        let xl = match kind {
+            PipelineKind::StableDiffusion => false,
+            PipelineKind::StableDiffusionXl => true,
+            other => return Err(EngineError::invalid("model", format!("{other:?} is not a Stable Diffusion UNet pipeline"))),
+        };
+        let mut encoders = vec![load_encoder(folder, "", dtype, device)?];
+        if xl {
+            encoders.push(load_encoder(folder, "_2", dtype, device)?);
+        }
+        let index: serde_json::Value = read_json(&folder.join("model_index.json"))?;
+        let zeros_for_empty_negative = xl && index.get("force_zeros_for_empty_prompt").and_then(|v| v.as_bool()).unwrap_or(true);
         let unet_path = folder.join("unet/config.json");
         let unet_file: UNetFile = read_json(&unet_path)?;
-        if unet_file.addition_embed_type.is_some() {
-            return Err(EngineError::bad_model(&unet_path, "has added conditioning (SDXL); not an SD 1.x/2.x UNet"));
+        if xl != unet_file.addition_embed_type.is_some() {
+            return Err(EngineError::bad_model(&unet_path, "SDXL pipelines need a text_time UNet, SD 1.x/2.x ones a plain UNet"));
         }
-        let unet_vb = load_vb(&folder.join("unet"), "diffusion_pytorch_model", dtype, device)?;
-        let unet = UNet2DConditionModel::new(unet_vb, unet_file.in_channels, unet_file.out_channels, false, unet_file.to_candle(&unet_path)?)?;
+        let unet = UNet::new(load_vb(&folder.join("unet"), "diffusion_pytorch_model", dtype, device)?, &unet_file)?;
         let vae_file: VaeFile = read_json(&folder.join("vae/config.json"))?;
         let vae_vb = load_vb(&folder.join("vae"), "diffusion_pytorch_model", dtype, device)?;
         let vae = AutoEncoderKL::new(vae_vb, vae_file.in_channels, vae_file.out_channels, vae_file.to_candle())?;
         let sched_path = folder.join("scheduler/scheduler_config.json");
         let sched_cfg = if sched_path.is_file() { SchedulerConfig::load(&sched_path)? } else { SchedulerConfig::default() };
-        tracing::info!(folder = %folder.display(), ?dtype, prediction = ?sched_cfg.prediction_type, "loaded SD pipeline");
+        tracing::info!(folder = %folder.display(), ?kind, ?dtype, prediction = ?sched_cfg.prediction_type, "loaded pipeline");
         Ok(Self {
-            tokenizer,
-            text_encoder,
+            encoders,
+            xl,
+            zeros_for_empty_negative,
             unet,
             unet_in_channels: unet_file.in_channels,
             vae,
@@ -97,93 +129,33 @@ impl SdPipeline {
         if req.width % f != 0 || req.height % f != 0 || req.width == 0 || req.height == 0 {
             return Err(EngineError::invalid("size", format!("width and height must be positive multiples of {f}")));
         }
-        let context = encode_prompt(self, &req.items)?;
+        let context = encode_prompt(self, &req.items, (req.height, req.width))?;
         let sampler = sampler_for(req.sampler);
         let sigmas = schedule(sampler.as_ref(), &self.schedule, req.steps, req.spacing);
         let seeds: Vec<u64> = req.items.iter().map(|i| i.seed).collect();
         let mut noise = NoiseSource::new(&seeds);
         let shape = [self.unet_in_channels, req.height / f, req.width / f];
         let latents = init_latents(&mut noise, shape, sampler.init_noise_sigma(&sigmas), &self.device)?;
-        let mut denoiser = SdDenoiser { pipe: self, context };
+        let mut denoiser = SdDenoiser::new(self, context);
         let mut args = SampleArgs { denoiser: &mut denoiser, noise: &mut noise, on_step };
         let latents = sampler.sample(latents, &sigmas, &mut args)?;
         split_batch(&decode(&self.vae, &latents, self.vae_file.scaling_factor, self.dtype)?)
     }
-}
 
-/// Text conditioning for a batch: `[B, S, D]` (no guidance) or, with
-/// guidance, `[2B, S, D]` negatives first plus per-item scales `[B, 1, 1, 1]`.
-pub struct Context {
-    embeddings: Tensor,
-    guidance: Option<Tensor>,
-}
-
-/// Stage `encode_prompt`: blends each item's weighted parts; the negative
-/// side blends negative-weight parts and the negative prompt (or "").
-pub fn encode_prompt(pipe: &SdPipeline, items: &[ImageRequest]) -> Result<Context> {
-    let embed = |text: &str| -> Result<Tensor> {
-        let ids = pipe.tokenizer.encode(text)?;
-        let ids = Tensor::from_vec(ids.clone(), (1, ids.len()), &pipe.device)?;
-        // [1, S, D] -> [S, D]
-        Ok(pipe.text_encoder.forward(&ids)?.last_hidden.get(0)?)
-    };
-    let guided = items.iter().any(|i| i.guidance > 1.0);
-    let mut pos = Vec::with_capacity(items.len());
-    let mut neg = Vec::with_capacity(items.len());
-    for item in items {
-        let parts = item.prompt.iter().filter(|p| p.weight > 0.0).map(|p| Ok((embed(&p.text)?, p.weight))).collect::<Result<Vec<_>>>()?;
-        pos.push(blend(&parts)?);
-        if guided {
-            let mut negs = item.prompt.iter().filter(|p| p.weight < 0.0).map(|p| Ok((embed(&p.text)?, -p.weight))).collect::<Result<Vec<_>>>()?;
-            if let Some(n) = item.negative.as_deref().filter(|n| !n.trim().is_empty()) {
-                negs.push((embed(n)?, 1.0));
-            }
-            if negs.is_empty() {
-                negs.push((embed("")?, 1.0));
-            }
-            neg.push(blend(&negs)?);
+    /// One text's conditioning: hidden states `[S, D]` and, for SDXL, the pooled embedding `[P]`.
+    fn embed(&self, text: &str) -> Result<(Tensor, Option<Tensor>)> {
+        let mut outs = Vec::with_capacity(self.encoders.len());
+        for e in &self.encoders {
+            let ids = e.tokenizer.encode(text)?;
+            let ids = Tensor::from_vec(ids.clone(), (1, ids.len()), &self.device)?;
+            outs.push(e.model.forward(&ids)?);
         }
-    }
-    let embeddings = Tensor::stack(&[neg, pos].concat(), 0)?.to_dtype(pipe.dtype)?;
-    let guidance = if guided {
-        // Items at or below 1 get exactly their conditional prediction.
-        let g: Vec<f32> = items.iter().map(|i| i.guidance.max(1.0)).collect();
-        Some(Tensor::from_vec(g, (items.len(), 1, 1, 1), &pipe.device)?)
-    } else {
-        None
-    };
-    Ok(Context { embeddings, guidance })
-}
-
-/// The UNet with guidance and the k-diffusion input/output scalings.
-struct SdDenoiser<'a> {
-    pipe: &'a SdPipeline,
-    context: Context,
-}
-
-impl Denoiser for SdDenoiser<'_> {
-    fn denoise(&mut self, x: &Tensor, sigma: f64) -> Result<Tensor> {
-        let pipe = self.pipe;
-        let b = x.dim(0)?;
-        let c_in = 1.0 / (sigma * sigma + 1.0).sqrt();
-        let t = pipe.schedule.sigma_to_t(sigma);
-        // [B, C, h, w] at unit variance, in the weights' dtype.
-        let x_in = x.affine(c_in, 0.0)?.to_dtype(pipe.dtype)?;
-        let out = match &self.context.guidance {
-            Some(g) => {
-                let both = Tensor::cat(&[&x_in, &x_in], 0)?;
-                let o = pipe.unet.forward(&both, t, &self.context.embeddings)?.to_dtype(DType::F32)?;
-                let (uncond, cond) = (o.narrow(0, 0, b)?, o.narrow(0, b, b)?);
-                (&uncond + (&cond - &uncond)?.broadcast_mul(g)?)?
-            }
-            None => pipe.unet.forward(&x_in, t, &self.context.embeddings)?.to_dtype(DType::F32)?,
-        };
-        Ok(match pipe.schedule.config.prediction_type {
-            PredictionType::Epsilon => (x - out.affine(sigma, 0.0)?)?,
-            // x0 = c_skip x + c_out v with c_skip = 1/(σ²+1), c_out = -σ/sqrt(σ²+1).
-            PredictionType::VPrediction => (x.affine(1.0 / (sigma * sigma + 1.0), 0.0)? - out.affine(sigma * c_in, 0.0)?)?,
-            PredictionType::Sample => out,
-        })
+        if !self.xl {
+            return Ok((outs[0].last_hidden.get(0)?, None));
+        }
+        // SDXL: penultimate states of both encoders side by side; pooled from the second.
+        let hidden = Tensor::cat(&[outs[0].penultimate.get(0)?, outs[1].penultimate.get(0)?], D::Minus1)?;
+        Ok((hidden, Some(outs[1].pooled.get(0)?)))
     }
 }
 

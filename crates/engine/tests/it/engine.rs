@@ -155,12 +155,25 @@ fn serves_checks_the_folder_and_names_missing_files() {
     assert!(why.contains("vae/diffusion_pytorch_model.safetensors") && why.contains("half"), "{why}");
 }
 
+#[tokio::test]
+async fn sdxl_models_are_served_through_the_backend() {
+    let engine = engine();
+    assert_eq!(engine.serves(&entry("tiny-sdxl", Family::Sdxl)), Ok(()));
+    assert!(engine.serves(&entry("tiny-sd15", Family::Sdxl)).unwrap_err().contains("StableDiffusion"));
+    let mut j = job("xl", 5);
+    j.spec.model = "tiny-sdxl".into();
+    let g = engine.generate(&j, &no_progress(), &CancelFlag::new()).await.expect("sdxl generates");
+    assert_eq!((g.images[0].width, g.images[0].height), (64, 64));
+}
+
 #[test]
 fn discovery_lists_every_pipeline_folder_by_name() {
     let found = discover(models_dir());
     let ids: Vec<&str> = found.iter().map(|m| m.id.as_str()).collect();
-    assert_eq!(ids, vec!["tiny-sd15", "tiny-sd15-fp16", "tiny-sd21-v"]);
-    assert!(found.iter().all(|m| m.kind == Some(PipelineKind::StableDiffusion) && m.missing.is_empty()));
+    assert_eq!(ids, vec!["tiny-sd15", "tiny-sd15-fp16", "tiny-sd21-v", "tiny-sdxl"]);
+    assert!(found.iter().all(|m| m.missing.is_empty()));
+    assert_eq!(found[3].kind, Some(PipelineKind::StableDiffusionXl));
+    assert!(found[..3].iter().all(|m| m.kind == Some(PipelineKind::StableDiffusion)));
 }
 
 #[test]

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use imagegate_engine::fixtures::{TinySd, TinySdVariant, write_tiny_sd};
+use imagegate_engine::fixtures::{TinySd, TinySdVariant, write_tiny_sd, write_tiny_sdxl};
 
 /// A models folder holding `tiny-sd15` (epsilon), `tiny-sd21-v` (v-prediction,
-/// SD 2.x layout) and `tiny-sd15-fp16` (fp16 weights).
+/// SD 2.x layout), `tiny-sd15-fp16` (fp16 weights) and `tiny-sdxl`.
 pub fn models_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -17,6 +17,7 @@ pub fn models_dir() -> &'static Path {
         write_tiny_sd(&dir.join("tiny-sd21-v"), &v).expect("write tiny sd21");
         let half = TinySd { dtype: candle_core::DType::F16, seed: 2, ..TinySd::default() };
         write_tiny_sd(&dir.join("tiny-sd15-fp16"), &half).expect("write tiny fp16");
+        write_tiny_sdxl(&dir.join("tiny-sdxl"), candle_core::DType::F32, 3).expect("write tiny sdxl");
         dir
     })
 }
