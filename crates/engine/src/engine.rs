@@ -78,7 +78,7 @@ impl Engine {
         let device = config.device.open()?;
         let dtype = config.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
         let (tx, rx) = mpsc::channel();
-        let worker = EngineThread::new(device, dtype, config.memory_budget_bytes, config.max_batch.max(1));
+        let worker = EngineThread::new(config.models_dir.clone(), device, dtype, config.memory_budget_bytes, config.max_batch.max(1));
         let thread = std::thread::Builder::new()
             .name("imagegate-engine".into())
             .spawn(move || worker.run(rx))

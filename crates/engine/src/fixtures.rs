@@ -23,8 +23,10 @@ use crate::models::configs::{UNetFile, VaeFile};
 use crate::models::unet::UNet;
 use crate::tokenize::{BOS, EOS, build_clip_tokenizer};
 
+mod lora;
 mod sdxl;
 
+pub use lora::{LoraLayout, write_tiny_lora};
 pub use sdxl::write_tiny_sdxl;
 
 /// Which SD generation the fixture imitates.

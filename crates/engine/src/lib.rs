@@ -11,6 +11,7 @@ pub mod error;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod loader;
+pub mod lora;
 pub mod models;
 pub mod output;
 pub mod pipelines;

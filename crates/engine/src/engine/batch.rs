@@ -1,8 +1,8 @@
 //! Planning a batch: jobs expand into one image each (`seed + n`), images
-//! that can share forward passes (same size, steps, sampler and sigma
-//! spacing) are grouped in job order, and groups are cut to the batch limit.
+//! that can share forward passes (same size, steps, sampler, sigma spacing
+//! and LoRAs) are grouped in job order, and groups are cut to the batch limit.
 
-use imagegate_core::Sampler;
+use imagegate_core::{LoraSpec, Sampler};
 use imagegate_core::backend::Job;
 
 use crate::error::EngineError;
@@ -28,6 +28,8 @@ pub struct Chunk {
     pub request: BatchRequest,
     /// Row `i` of the request is `slots[i]`.
     pub slots: Vec<Slot>,
+    /// LoRAs merged into the weights for this chunk.
+    pub loras: Vec<LoraSpec>,
 }
 
 /// Whether a spec asks for Karras sigmas (`extras.karras = true`).
@@ -41,9 +43,6 @@ pub fn spacing_of(job: &Job) -> SigmaSpacing {
 /// Why the engine cannot run a job at all (checked before any work).
 pub fn reject(job: &Job) -> Option<EngineError> {
     let spec = &job.spec;
-    if !spec.loras.is_empty() {
-        return Some(EngineError::invalid("loras", "LoRA is not implemented in the local engine yet"));
-    }
     if spec.init_image.is_some() {
         return Some(EngineError::invalid("init_image", "image-to-image is not implemented in the local engine yet"));
     }
@@ -65,11 +64,12 @@ pub fn plan(jobs: &[Job], accepted: &[bool], max_batch: usize) -> Vec<Chunk> {
         let (width, height, steps, spacing) = (spec.size.width as usize, spec.size.height as usize, spec.steps as usize, spacing_of(job));
         let idx = match groups.iter().position(|g| {
             let r = &g.request;
-            (r.width, r.height, r.steps, r.sampler, r.spacing) == (width, height, steps, sampler, spacing)
+            (r.width, r.height, r.steps, r.sampler, r.spacing) == (width, height, steps, sampler, spacing) && g.loras == spec.loras
         }) {
             Some(i) => i,
             None => {
-                groups.push(Chunk { request: BatchRequest { items: Vec::new(), width, height, steps, sampler, spacing }, slots: Vec::new() });
+                let request = BatchRequest { items: Vec::new(), width, height, steps, sampler, spacing };
+                groups.push(Chunk { request, slots: Vec::new(), loras: spec.loras.clone() });
                 groups.len() - 1
             }
         };
@@ -88,12 +88,12 @@ pub fn plan(jobs: &[Job], accepted: &[bool], max_batch: usize) -> Vec<Chunk> {
     groups
         .into_iter()
         .flat_map(|g| {
-            let Chunk { request, slots } = g;
+            let Chunk { request, slots, loras } = g;
             request
                 .items
                 .chunks(max)
                 .zip(slots.chunks(max))
-                .map(|(items, slots)| Chunk { request: BatchRequest { items: items.to_vec(), ..request.clone() }, slots: slots.to_vec() })
+                .map(|(items, slots)| Chunk { request: BatchRequest { items: items.to_vec(), ..request.clone() }, slots: slots.to_vec(), loras: loras.clone() })
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -132,8 +132,18 @@ mod tests {
     #[test]
     fn unsupported_features_are_rejected_by_name() {
         let mut j = job("a", 1, None, 0);
-        j.spec.loras.push(imagegate_core::LoraSpec { name: "x".into(), scale: 1.0 });
-        assert!(matches!(reject(&j), Some(EngineError::Invalid { field, .. }) if field == "loras"));
+        j.spec.init_image = Some(imagegate_core::InitImage { source: "data:".into(), strength: 0.5 });
+        assert!(matches!(reject(&j), Some(EngineError::Invalid { field, .. }) if field == "init_image"));
         assert!(reject(&job("b", 1, None, 0)).is_none());
+    }
+
+    #[test]
+    fn different_loras_never_share_a_forward_batch() {
+        let mut styled = job("a", 1, None, 0);
+        styled.spec.loras.push(LoraSpec { name: "style".into(), scale: 0.5 });
+        let chunks = plan(&[styled, job("b", 1, None, 0)], &[true, true], 8);
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[0].loras.len(), 1);
+        assert!(chunks[1].loras.is_empty());
     }
 }

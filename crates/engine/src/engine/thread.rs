@@ -10,11 +10,12 @@ use std::sync::mpsc::Receiver;
 
 use candle_core::{DType, Device};
 use imagegate_core::backend::Job;
-use imagegate_core::{BackendError, CancelFlag, GeneratedImage, Generation, Progress, ProgressSink};
+use imagegate_core::{BackendError, CancelFlag, GeneratedImage, Generation, LoraSpec, Progress, ProgressSink};
 
 use super::batch::{Chunk, plan, reject, spacing_of};
 use crate::error::{EngineError, Result};
 use crate::loader::{read_kind, weight_bytes};
+use crate::lora::{self, LoraRef};
 use crate::output::{Parameters, encode_image};
 use crate::pipelines::sd::SdPipeline;
 use crate::samplers::SigmaSpacing;
@@ -46,12 +47,15 @@ pub enum EngineCommand {
 
 struct Cached {
     folder: PathBuf,
+    /// LoRAs merged into this copy's weights (part of the cache key).
+    loras: Vec<LoraRef>,
     pipeline: SdPipeline,
     bytes: u64,
 }
 
 /// The state owned by the engine thread.
 pub struct EngineThread {
+    models_dir: PathBuf,
     device: Device,
     dtype: DType,
     budget: u64,
@@ -61,9 +65,9 @@ pub struct EngineThread {
 }
 
 impl EngineThread {
-    /// State for a thread computing on `device` at `dtype`.
-    pub fn new(device: Device, dtype: DType, budget: u64, max_batch: usize) -> Self {
-        Self { device, dtype, budget, max_batch, cache: Vec::new() }
+    /// State for a thread computing on `device` at `dtype`; LoRAs are looked up under `models_dir`.
+    pub fn new(models_dir: PathBuf, device: Device, dtype: DType, budget: u64, max_batch: usize) -> Self {
+        Self { models_dir, device, dtype, budget, max_batch, cache: Vec::new() }
     }
 
     /// Serves commands until `Shutdown` or until every sender is dropped.
@@ -84,9 +88,9 @@ impl EngineThread {
         tracing::info!("engine thread stopped");
     }
 
-    /// The pipeline for `folder`, loading it (and evicting others) if needed.
-    fn pipeline(&mut self, folder: &Path) -> Result<&SdPipeline> {
-        if let Some(i) = self.cache.iter().position(|c| c.folder == folder) {
+    /// The pipeline for `folder` with `loras` merged, loading it (and evicting others) if needed.
+    fn pipeline(&mut self, folder: &Path, loras: &[LoraRef]) -> Result<&SdPipeline> {
+        if let Some(i) = self.cache.iter().position(|c| c.folder == folder && c.loras == loras) {
             let hit = self.cache.remove(i);
             self.cache.push(hit);
         } else {
@@ -106,11 +110,26 @@ impl EngineThread {
                 let evicted = self.cache.remove(0);
                 tracing::info!(folder = %evicted.folder.display(), "evicting pipeline to stay within the memory budget");
             }
-            let pipeline = SdPipeline::load(folder, &self.device, self.dtype)?;
-            self.cache.push(Cached { folder: folder.to_path_buf(), pipeline, bytes });
+            let pipeline = SdPipeline::load_with_loras(folder, &self.device, self.dtype, loras)?;
+            self.cache.push(Cached { folder: folder.to_path_buf(), loras: loras.to_vec(), pipeline, bytes });
         }
         // The entry was just pushed or moved to the end.
         Ok(&self.cache.last().expect("cache holds the pipeline just used").pipeline)
+    }
+
+    /// The files of a chunk's LoRAs, or which file is missing and where it was looked for.
+    fn resolve_loras(&self, specs: &[LoraSpec]) -> Result<Vec<LoraRef>> {
+        specs
+            .iter()
+            .map(|l| match lora::resolve(&self.models_dir, &l.name) {
+                Ok(path) => Ok(LoraRef { path, scale: l.scale }),
+                Err(tried) => Err(EngineError::MissingWeights {
+                    model: format!("LoRA {}", l.name),
+                    missing: format!("{}.safetensors", l.name.trim_end_matches(".safetensors")),
+                    looked_in: tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                }),
+            })
+            .collect()
     }
 
     /// Folders currently loaded, least recently used first.
@@ -123,13 +142,6 @@ impl EngineThread {
         let accepted: Vec<bool> = results.iter().map(Option::is_none).collect();
         let chunks = plan(jobs, &accepted, self.max_batch);
         let max_batch = self.max_batch;
-        let pipe = match self.pipeline(folder) {
-            Ok(p) => p,
-            Err(e) => {
-                let e = BackendError::from(e);
-                return results.into_iter().map(|r| r.unwrap_or_else(|| Err(e.clone()))).collect();
-            }
-        };
         tracing::debug!(jobs = jobs.len(), chunks = chunks.len(), max_batch, "running batch");
         let mut images: HashMap<usize, Vec<(u32, GeneratedImage)>> = HashMap::new();
         let mut chunks_left: HashMap<usize, u32> = HashMap::new();
@@ -143,7 +155,11 @@ impl EngineThread {
             if chunk.slots.iter().all(|s| results[s.job].is_some()) {
                 continue;
             }
-            match run_chunk(pipe, chunk, jobs, progress, cancel, &totals, &chunks_left) {
+            let outcome = self.resolve_loras(&chunk.loras).and_then(|loras| {
+                let pipe = self.pipeline(folder, &loras)?;
+                run_chunk(pipe, chunk, jobs, progress, cancel, &totals, &chunks_left)
+            });
+            match outcome {
                 Ok(done) => {
                     for (slot, img) in chunk.slots.iter().zip(done) {
                         images.entry(slot.job).or_default().push((slot.n, img));
@@ -240,14 +256,14 @@ mod tests {
         let one = weight_bytes(&a);
         assert!(one > 0);
 
-        let mut tight = EngineThread::new(Device::Cpu, DType::F32, one + one / 2, 4);
-        tight.pipeline(&a).unwrap();
-        tight.pipeline(&b).unwrap();
+        let mut tight = EngineThread::new(dir.path().into(), Device::Cpu, DType::F32, one + one / 2, 4);
+        tight.pipeline(&a, &[]).unwrap();
+        tight.pipeline(&b, &[]).unwrap();
         assert_eq!(tight.loaded(), vec![b.clone()]);
 
-        let mut roomy = EngineThread::new(Device::Cpu, DType::F32, 3 * one, 4);
+        let mut roomy = EngineThread::new(dir.path().into(), Device::Cpu, DType::F32, 3 * one, 4);
         for f in [&a, &b, &a] {
-            roomy.pipeline(f).unwrap();
+            roomy.pipeline(f, &[]).unwrap();
         }
         assert_eq!(roomy.loaded(), vec![b, a], "a use moves a pipeline to the back");
     }

@@ -13,6 +13,7 @@ use imagegate_core::Sampler;
 use super::{BatchRequest, init_latents, schedule, split_batch};
 use crate::error::{EngineError, Result};
 use crate::loader::{PipelineKind, missing_files, read_kind, weight_files};
+use crate::lora::{self, Component, LoraRef};
 use crate::models::clip::{ClipTextConfig, ClipTextEncoder};
 use crate::models::configs::{UNetFile, VaeFile, read_json};
 use crate::models::unet::UNet;
@@ -48,20 +49,27 @@ pub struct SdPipeline {
     device: Device,
 }
 
-fn load_vb(dir: &Path, stem: &str, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+fn load_vb(dir: &Path, stem: &str, load: &Load<'_>, component: Component) -> Result<VarBuilder<'static>> {
     let files = weight_files(dir, stem).ok_or_else(|| EngineError::MissingWeights {
         model: dir.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         missing: format!("{stem}.safetensors"),
         looked_in: dir.display().to_string(),
     })?;
-    // SAFETY: the files are memory-mapped read-only; the engine never writes model folders.
-    Ok(unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? })
+    lora::var_builder(&files, load.loras, component, load.dtype, load.device)
 }
 
-fn load_encoder(folder: &Path, suffix: &str, dtype: DType, device: &Device) -> Result<TextEncoder> {
+/// How to load: where, at which precision, with which LoRAs merged.
+struct Load<'a> {
+    device: &'a Device,
+    dtype: DType,
+    loras: &'a [LoraRef],
+}
+
+fn load_encoder(folder: &Path, suffix: &str, load: &Load<'_>) -> Result<TextEncoder> {
     let cfg: ClipTextConfig = read_json(&folder.join(format!("text_encoder{suffix}/config.json")))?;
     let max_len = cfg.max_position_embeddings;
-    let model = ClipTextEncoder::new(load_vb(&folder.join(format!("text_encoder{suffix}")), "model", dtype, device)?, cfg)?;
+    let component = if suffix.is_empty() { lora::TEXT_ENCODER } else { lora::TEXT_ENCODER_2 };
+    let model = ClipTextEncoder::new(load_vb(&folder.join(format!("text_encoder{suffix}")), "model", load, component)?, cfg)?;
     let tokenizer = ClipTokenizer::load(&folder.join(format!("tokenizer{suffix}")), max_len)?;
     Ok(TextEncoder { tokenizer, model })
 }
@@ -69,6 +77,12 @@ fn load_encoder(folder: &Path, suffix: &str, dtype: DType, device: &Device) -> R
 impl SdPipeline {
     /// Loads every component of `folder` from its own `config.json`, at `dtype` on `device`.
     pub fn load(folder: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_with_loras(folder, device, dtype, &[])
+    }
+
+    /// [`Self::load`] with `loras` merged into the UNet and text encoder weights.
+    pub fn load_with_loras(folder: &Path, device: &Device, dtype: DType, loras: &[LoraRef]) -> Result<Self> {
+        let load = Load { device, dtype, loras };
         let missing = missing_files(folder);
         if !missing.is_empty() {
             return Err(EngineError::MissingWeights {
@@ -83,9 +97,9 @@ impl SdPipeline {
             PipelineKind::StableDiffusionXl => true,
             other => return Err(EngineError::invalid("model", format!("{other:?} is not a Stable Diffusion UNet pipeline"))),
         };
-        let mut encoders = vec![load_encoder(folder, "", dtype, device)?];
+        let mut encoders = vec![load_encoder(folder, "", &load)?];
         if xl {
-            encoders.push(load_encoder(folder, "_2", dtype, device)?);
+            encoders.push(load_encoder(folder, "_2", &load)?);
         }
         let index: serde_json::Value = read_json(&folder.join("model_index.json"))?;
         let zeros_for_empty_negative = xl && index.get("force_zeros_for_empty_prompt").and_then(|v| v.as_bool()).unwrap_or(true);
@@ -94,9 +108,10 @@ impl SdPipeline {
         if xl != unet_file.addition_embed_type.is_some() {
             return Err(EngineError::bad_model(&unet_path, "SDXL pipelines need a text_time UNet, SD 1.x/2.x ones a plain UNet"));
         }
-        let unet = UNet::new(load_vb(&folder.join("unet"), "diffusion_pytorch_model", dtype, device)?, &unet_file)?;
+        let unet = UNet::new(load_vb(&folder.join("unet"), "diffusion_pytorch_model", &load, lora::UNET)?, &unet_file)?;
         let vae_file: VaeFile = read_json(&folder.join("vae/config.json"))?;
-        let vae_vb = load_vb(&folder.join("vae"), "diffusion_pytorch_model", dtype, device)?;
+        // LoRAs do not touch the VAE; the UNET component matches none of its names.
+        let vae_vb = load_vb(&folder.join("vae"), "diffusion_pytorch_model", &Load { loras: &[], ..load }, lora::UNET)?;
         let vae = AutoEncoderKL::new(vae_vb, vae_file.in_channels, vae_file.out_channels, vae_file.to_candle())?;
         let sched_path = folder.join("scheduler/scheduler_config.json");
         let sched_cfg = if sched_path.is_file() { SchedulerConfig::load(&sched_path)? } else { SchedulerConfig::default() };

@@ -127,10 +127,10 @@ async fn unknown_models_and_unimplemented_features_are_named() {
         Err(BackendError::MissingWeights { model, missing, .. }) => assert_eq!((model.as_str(), missing.as_str()), ("nope", "model_index.json")),
         other => panic!("{other:?}"),
     }
-    let mut lora = job("l", 1);
-    lora.spec.loras.push(imagegate_core::LoraSpec { name: "style".into(), scale: 0.5 });
-    let r = engine.generate_batch(&[lora, job("ok", 1)], &no_progress(), &CancelFlag::new()).await;
-    assert!(matches!(&r[0], Err(BackendError::Invalid { field, .. }) if field == "loras"));
+    let mut img2img = job("i", 1);
+    img2img.spec.init_image = Some(imagegate_core::InitImage { source: "data:image/png;base64,".into(), strength: 0.5 });
+    let r = engine.generate_batch(&[img2img, job("ok", 1)], &no_progress(), &CancelFlag::new()).await;
+    assert!(matches!(&r[0], Err(BackendError::Invalid { field, .. }) if field == "init_image"));
     assert!(r[1].is_ok());
 }
 

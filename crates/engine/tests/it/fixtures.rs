@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use imagegate_engine::fixtures::{TinySd, TinySdVariant, write_tiny_sd, write_tiny_sdxl};
+use imagegate_engine::fixtures::{LoraLayout, TinySd, TinySdVariant, write_tiny_lora, write_tiny_sd, write_tiny_sdxl};
 
 /// A models folder holding `tiny-sd15` (epsilon), `tiny-sd21-v` (v-prediction,
-/// SD 2.x layout), `tiny-sd15-fp16` (fp16 weights) and `tiny-sdxl`.
+/// SD 2.x layout), `tiny-sd15-fp16` (fp16 weights), `tiny-sdxl` and a kohya
+/// LoRA for `tiny-sd15` at `loras/style.safetensors`.
 pub fn models_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -18,6 +19,8 @@ pub fn models_dir() -> &'static Path {
         let half = TinySd { dtype: candle_core::DType::F16, seed: 2, ..TinySd::default() };
         write_tiny_sd(&dir.join("tiny-sd15-fp16"), &half).expect("write tiny fp16");
         write_tiny_sdxl(&dir.join("tiny-sdxl"), candle_core::DType::F32, 3).expect("write tiny sdxl");
+        std::fs::create_dir_all(dir.join("loras")).expect("loras dir");
+        write_tiny_lora(&dir.join("loras/style.safetensors"), &dir.join("tiny-sd15"), LoraLayout::Kohya, 4, 7).expect("write tiny lora");
         dir
     })
 }

@@ -3,4 +3,5 @@
 
 mod engine;
 mod fixtures;
+mod lora;
 mod sd;
