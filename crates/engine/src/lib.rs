@@ -8,6 +8,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod input;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 pub mod loader;

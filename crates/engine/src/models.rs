@@ -5,3 +5,4 @@
 pub mod clip;
 pub mod configs;
 pub mod unet;
+pub mod vae_encoder;

@@ -30,6 +30,8 @@ pub struct Parameters {
     pub height: u32,
     /// Model id.
     pub model: String,
+    /// Image-to-image strength, if the image started from one.
+    pub denoising_strength: Option<f32>,
 }
 
 /// A1111's display name for a sampler.
@@ -68,6 +70,9 @@ impl Parameters {
             self.height,
             self.model
         ));
+        if let Some(d) = self.denoising_strength {
+            s.push_str(&format!(", Denoising strength: {d}"));
+        }
         s
     }
 }
@@ -129,6 +134,7 @@ mod tests {
             width: 4,
             height: 2,
             model: "tiny".into(),
+            denoising_strength: None,
         }
     }
 

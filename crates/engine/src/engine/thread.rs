@@ -12,8 +12,9 @@ use candle_core::{DType, Device};
 use imagegate_core::backend::Job;
 use imagegate_core::{BackendError, CancelFlag, GeneratedImage, Generation, LoraSpec, Progress, ProgressSink};
 
-use super::batch::{Chunk, plan, reject, spacing_of};
+use super::batch::{Chunk, init_of, plan, reject, spacing_of};
 use crate::error::{EngineError, Result};
+use crate::input::InitPixels;
 use crate::loader::{read_kind, weight_bytes};
 use crate::lora::{self, LoraRef};
 use crate::output::{Parameters, encode_image};
@@ -139,8 +140,18 @@ impl EngineThread {
 
     fn generate(&mut self, folder: &Path, jobs: &[Job], progress: &ProgressSink, cancel: &CancelFlag) -> JobResults {
         let mut results: Vec<Option<std::result::Result<Generation, BackendError>>> = jobs.iter().map(|j| reject(j).map(|e| Err(e.into()))).collect();
-        let accepted: Vec<bool> = results.iter().map(Option::is_none).collect();
-        let chunks = plan(jobs, &accepted, self.max_batch);
+        // Accepted jobs with their decoded init image (if any); a bad image fails only its job.
+        let inits: Vec<Option<Option<InitPixels>>> = jobs
+            .iter()
+            .zip(results.iter_mut())
+            .map(|(job, r)| {
+                if r.is_some() {
+                    return None;
+                }
+                init_of(job).map_err(|e| *r = Some(Err(e.into()))).ok()
+            })
+            .collect();
+        let chunks = plan(jobs, &inits, self.max_batch);
         let max_batch = self.max_batch;
         tracing::debug!(jobs = jobs.len(), chunks = chunks.len(), max_batch, "running batch");
         let mut images: HashMap<usize, Vec<(u32, GeneratedImage)>> = HashMap::new();
@@ -202,8 +213,9 @@ fn run_chunk(
 ) -> Result<Vec<GeneratedImage>> {
     let mut task_jobs: Vec<usize> = chunk.slots.iter().map(|s| s.job).collect();
     task_jobs.dedup();
-    let steps = chunk.request.steps as u32;
-    let mut hook = |i: usize, _n: usize| -> Result<()> {
+    // `n` is the steps actually run (fewer than requested for image-to-image).
+    let mut hook = |i: usize, n: usize| -> Result<()> {
+        let steps = n as u32;
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
@@ -235,6 +247,7 @@ fn run_chunk(
                 width: spec.size.width,
                 height: spec.size.height,
                 model: spec.model.clone(),
+                denoising_strength: chunk.request.strength,
             };
             let bytes = encode_image(img, spec.output_format, &params)?;
             Ok(GeneratedImage { bytes, format: spec.output_format, width: spec.size.width, height: spec.size.height, seed: item.seed })

@@ -10,13 +10,14 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use imagegate_core::Sampler;
 
-use super::{BatchRequest, init_latents, schedule, split_batch};
+use super::{BatchRequest, img2img_sigmas, init_latents, init_pixels, schedule, split_batch};
 use crate::error::{EngineError, Result};
 use crate::loader::{PipelineKind, missing_files, read_kind, weight_files};
 use crate::lora::{self, Component, LoraRef};
 use crate::models::clip::{ClipTextConfig, ClipTextEncoder};
 use crate::models::configs::{UNetFile, VaeFile, read_json};
 use crate::models::unet::UNet;
+use crate::models::vae_encoder::VaeEncoder;
 use crate::samplers::schedule::SchedulerConfig;
 use crate::samplers::{NoiseSchedule, NoiseSource, SampleArgs, StepHook, sampler_for};
 use crate::tokenize::ClipTokenizer;
@@ -43,6 +44,7 @@ pub struct SdPipeline {
     unet: UNet,
     unet_in_channels: usize,
     vae: AutoEncoderKL,
+    vae_encoder: VaeEncoder,
     vae_file: VaeFile,
     schedule: NoiseSchedule,
     dtype: DType,
@@ -112,7 +114,8 @@ impl SdPipeline {
         let vae_file: VaeFile = read_json(&folder.join("vae/config.json"))?;
         // LoRAs do not touch the VAE; the UNET component matches none of its names.
         let vae_vb = load_vb(&folder.join("vae"), "diffusion_pytorch_model", &Load { loras: &[], ..load }, lora::UNET)?;
-        let vae = AutoEncoderKL::new(vae_vb, vae_file.in_channels, vae_file.out_channels, vae_file.to_candle())?;
+        let vae = AutoEncoderKL::new(vae_vb.clone(), vae_file.in_channels, vae_file.out_channels, vae_file.to_candle())?;
+        let vae_encoder = VaeEncoder::new(vae_vb, &vae_file)?;
         let sched_path = folder.join("scheduler/scheduler_config.json");
         let sched_cfg = if sched_path.is_file() { SchedulerConfig::load(&sched_path)? } else { SchedulerConfig::default() };
         tracing::info!(folder = %folder.display(), ?kind, ?dtype, prediction = ?sched_cfg.prediction_type, "loaded pipeline");
@@ -123,6 +126,7 @@ impl SdPipeline {
             unet,
             unet_in_channels: unet_file.in_channels,
             vae,
+            vae_encoder,
             vae_file,
             schedule: NoiseSchedule::new(sched_cfg),
             dtype,
@@ -146,11 +150,20 @@ impl SdPipeline {
         }
         let context = encode_prompt(self, &req.items, (req.height, req.width))?;
         let sampler = sampler_for(req.sampler);
-        let sigmas = schedule(sampler.as_ref(), &self.schedule, req.steps, req.spacing);
+        let mut sigmas = schedule(sampler.as_ref(), &self.schedule, req.steps, req.spacing);
         let seeds: Vec<u64> = req.items.iter().map(|i| i.seed).collect();
         let mut noise = NoiseSource::new(&seeds);
         let shape = [self.unet_in_channels, req.height / f, req.width / f];
-        let latents = init_latents(&mut noise, shape, sampler.init_noise_sigma(&sigmas), &self.device)?;
+        let latents = match req.strength {
+            None => init_latents(&mut noise, shape, sampler.init_noise_sigma(&sigmas), &self.device)?,
+            Some(strength) => {
+                sigmas = img2img_sigmas(&sigmas, strength);
+                let z0 = encode_init_image(self, &init_pixels(&req.items, &self.device)?, &mut noise)?;
+                // x = x0 + sigma * eps at the first noise level run (the VP form's
+                // sqrt(ab) x0 + sqrt(1 - ab) eps, divided by sqrt(ab)).
+                (&z0 + init_latents(&mut noise, shape, sigmas[0], &self.device)?)?
+            }
+        };
         let mut denoiser = SdDenoiser::new(self, context);
         let mut args = SampleArgs { denoiser: &mut denoiser, noise: &mut noise, on_step };
         let latents = sampler.sample(latents, &sigmas, &mut args)?;
@@ -172,6 +185,17 @@ impl SdPipeline {
         let hidden = Tensor::cat(&[outs[0].penultimate.get(0)?, outs[1].penultimate.get(0)?], D::Minus1)?;
         Ok((hidden, Some(outs[1].pooled.get(0)?)))
     }
+}
+
+/// Stage `encode_init_image` (image-to-image): images `[B, 3, H, W]` in
+/// `[-1, 1]` → scaled latents `[B, C, h, w]`, sampling the VAE posterior
+/// with each item's seeded noise (drawn before the latent noise).
+pub fn encode_init_image(pipe: &SdPipeline, images: &Tensor, noise: &mut NoiseSource) -> Result<Tensor> {
+    let (mean, logvar) = pipe.vae_encoder.moments(&images.to_dtype(pipe.dtype)?)?;
+    let (mean, logvar) = (mean.to_dtype(DType::F32)?, logvar.to_dtype(DType::F32)?);
+    let std = logvar.affine(0.5, 0.0)?.exp()?;
+    let z = (&mean + (std * noise.randn_like(&mean)?)?)?;
+    Ok(z.affine(pipe.vae_file.scaling_factor, 0.0)?)
 }
 
 /// Stage `decode`: latents `[B, C, h, w]` → images `[B, 3, H, W]` in `[0, 1]`, f32.

@@ -119,7 +119,7 @@ async fn progress_counts_every_step_and_cancel_stops_the_task() {
 }
 
 #[tokio::test]
-async fn unknown_models_and_unimplemented_features_are_named() {
+async fn unknown_models_and_bad_init_images_are_named() {
     let engine = engine();
     let mut j = job("x", 1);
     j.spec.model = "nope".into();

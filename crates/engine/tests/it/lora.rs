@@ -18,8 +18,8 @@ use crate::fixtures::{model, models_dir};
 
 fn draw(loras: &[LoraRef], base: &str) -> Result<Tensor, EngineError> {
     let pipe = SdPipeline::load_with_loras(&model(base), &Device::Cpu, DType::F32, loras)?;
-    let item = ImageRequest { prompt: vec![PromptPart { text: "a photo of a cat".into(), weight: 1.0 }], negative: None, guidance: 4.0, seed: 5 };
-    let req = BatchRequest { items: vec![item], width: 32, height: 32, steps: 3, sampler: Sampler::KEuler, spacing: Default::default() };
+    let item = ImageRequest { prompt: vec![PromptPart { text: "a photo of a cat".into(), weight: 1.0 }], negative: None, guidance: 4.0, seed: 5, init: None };
+    let req = BatchRequest { items: vec![item], width: 32, height: 32, steps: 3, sampler: Sampler::KEuler, spacing: Default::default(), strength: None };
     Ok(pipe.generate(&req, &mut |_, _| Ok(()))?.remove(0))
 }
 

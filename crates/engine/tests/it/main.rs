@@ -3,5 +3,6 @@
 
 mod engine;
 mod fixtures;
+mod img2img;
 mod lora;
 mod sd;

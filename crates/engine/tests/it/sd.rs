@@ -11,11 +11,11 @@ use imagegate_engine::samplers::SigmaSpacing;
 use crate::fixtures::model;
 
 fn item(prompt: &str, seed: u64) -> ImageRequest {
-    ImageRequest { prompt: vec![PromptPart { text: prompt.into(), weight: 1.0 }], negative: None, guidance: 5.0, seed }
+    ImageRequest { prompt: vec![PromptPart { text: prompt.into(), weight: 1.0 }], negative: None, guidance: 5.0, seed, init: None }
 }
 
 fn request(items: Vec<ImageRequest>, sampler: Sampler) -> BatchRequest {
-    BatchRequest { items, width: 64, height: 48, steps: 4, sampler, spacing: SigmaSpacing::Default }
+    BatchRequest { items, width: 64, height: 48, steps: 4, sampler, spacing: SigmaSpacing::Default, strength: None }
 }
 
 fn load(id: &str) -> SdPipeline {
@@ -122,6 +122,7 @@ fn prompt_weights_blend_parts() {
         negative: None,
         guidance: 5.0,
         seed: 9,
+        init: None,
     };
     let light = run(&pipe, &request(vec![parts(0.1)], Sampler::KEuler));
     let heavy = run(&pipe, &request(vec![parts(3.0)], Sampler::KEuler));
