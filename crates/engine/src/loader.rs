@@ -119,7 +119,8 @@ pub fn missing_files(folder: &Path) -> Vec<String> {
     }
     for name in kind.tokenizers() {
         let tok = folder.join(name);
-        if !tok.join("tokenizer.json").is_file() && !(tok.join("vocab.json").is_file() && tok.join("merges.txt").is_file()) {
+        let has_bpe_files = tok.join("vocab.json").is_file() && tok.join("merges.txt").is_file();
+        if !(tok.join("tokenizer.json").is_file() || has_bpe_files) {
             missing.push(format!("{name}/tokenizer.json (or vocab.json + merges.txt)"));
         }
     }

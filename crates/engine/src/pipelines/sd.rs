@@ -145,7 +145,7 @@ impl SdPipeline {
             return Err(EngineError::invalid("sampler", "FLOW_EULER is for flow-matching models (FLUX, SD 3.x)"));
         }
         let f = self.vae_file.downscale();
-        if req.width % f != 0 || req.height % f != 0 || req.width == 0 || req.height == 0 {
+        if !req.width.is_multiple_of(f) || !req.height.is_multiple_of(f) || req.width == 0 || req.height == 0 {
             return Err(EngineError::invalid("size", format!("width and height must be positive multiples of {f}")));
         }
         let context = encode_prompt(self, &req.items, (req.height, req.width))?;
