@@ -152,15 +152,21 @@ impl ClipTextEncoder {
             }
         }
         let last_hidden = self.final_ln.forward(&xs)?;
-        // Pool at the first end-of-text token of each sequence (argmax of the id
-        // when eos is the largest id, as transformers' legacy path does otherwise).
+        // Pool at the first end-of-text token of each sequence. Configs saved by
+        // older transformers say `eos_token_id: 2` (SD 1.x, SDXL); transformers
+        // then pools at the first largest id, which is CLIP's end-of-text.
         let ids_v: Vec<Vec<u32>> = ids.to_vec2()?;
         let rows = ids_v
             .iter()
             .enumerate()
             .map(|(bi, row)| {
-                let pos = row.iter().position(|&t| t == self.config.eos_token_id).unwrap_or(s - 1);
-                last_hidden.get(bi)?.get(pos)
+                let pos = if self.config.eos_token_id == 2 {
+                    let max = row.iter().copied().max().unwrap_or(0);
+                    row.iter().position(|&t| t == max)
+                } else {
+                    row.iter().position(|&t| t == self.config.eos_token_id)
+                };
+                last_hidden.get(bi)?.get(pos.unwrap_or(s - 1))
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let mut pooled = Tensor::stack(&rows, 0)?;

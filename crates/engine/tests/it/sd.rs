@@ -222,3 +222,27 @@ fn sdxl_batches_equal_one_by_one() {
         assert!(d < 1e-4, "item {i}: {d}");
     }
 }
+
+#[test]
+fn text_encoders_load_with_or_without_the_text_model_prefix_and_legacy_eos_ids() {
+    use imagegate_engine::models::clip::{ClipTextConfig, ClipTextEncoder};
+    use imagegate_engine::models::configs::read_json;
+    use imagegate_engine::tokenize::ClipTokenizer;
+    let dir = model("tiny-sdxl").join("text_encoder_2");
+    let mut cfg: ClipTextConfig = read_json(&dir.join("config.json")).unwrap();
+    let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let stripped: std::collections::HashMap<String, Tensor> =
+        weights.iter().map(|(k, v)| (k.strip_prefix("text_model.").unwrap_or(k).to_string(), v.clone())).collect();
+    let tok = ClipTokenizer::load(&model("tiny-sdxl").join("tokenizer_2"), 77).unwrap();
+    let ids = tok.encode("a photo of a cat").unwrap();
+    let ids = Tensor::from_vec(ids.clone(), (1, ids.len()), &Device::Cpu).unwrap();
+    let prefixed = ClipTextEncoder::new(candle_nn::VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu), cfg.clone()).unwrap().forward(&ids).unwrap();
+    let bare_vb = candle_nn::VarBuilder::from_tensors(stripped, DType::F32, &Device::Cpu);
+    let bare = ClipTextEncoder::new(bare_vb.clone(), cfg.clone()).unwrap().forward(&ids).unwrap();
+    assert_eq!(max_diff(&prefixed.last_hidden, &bare.last_hidden), 0.0);
+    assert_eq!(prefixed.pooled.dims(), &[1, 16], "projected pooled output");
+    // A legacy `eos_token_id: 2` pools at the first largest id: the same end-of-text position.
+    cfg.eos_token_id = 2;
+    let legacy = ClipTextEncoder::new(bare_vb, cfg).unwrap().forward(&ids).unwrap();
+    assert_eq!(max_diff(&legacy.pooled, &bare.pooled), 0.0);
+}
