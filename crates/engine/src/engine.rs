@@ -115,14 +115,35 @@ impl Engine {
         aliases.get(model_id).cloned().unwrap_or_else(|| self.models_dir.join(model_id))
     }
 
-    /// Runs jobs on the engine thread and waits for all results.
-    async fn run(&self, jobs: &[Job], progress: &ProgressSink, cancel: &CancelFlag) -> Result<Vec<std::result::Result<Generation, BackendError>>> {
-        let Some(first) = jobs.first() else { return Ok(Vec::new()) };
-        let folder = self.folder_for(&first.spec.model);
+    /// Runs jobs on the engine thread and waits for all results, one command
+    /// per model (callers batch by model, but a mixed call must not run a job
+    /// on another job's weights).
+    async fn run(&self, jobs: &[Job], progress: &ProgressSink, cancel: &CancelFlag) -> Vec<std::result::Result<Generation, BackendError>> {
+        let mut models: Vec<&str> = jobs.iter().map(|j| j.spec.model.as_str()).collect();
+        models.sort_unstable();
+        models.dedup();
+        let mut results: Vec<Option<std::result::Result<Generation, BackendError>>> = vec![None; jobs.len()];
+        for model in models {
+            let idx: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].spec.model == model).collect();
+            let group: Vec<Job> = idx.iter().map(|&i| jobs[i].clone()).collect();
+            let out = match self.send(model, group, progress, cancel).await {
+                Ok(out) => out,
+                Err(e) => idx.iter().map(|_| Err(e.clone())).collect(),
+            };
+            for (i, r) in idx.into_iter().zip(out) {
+                results[i] = Some(r);
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(BackendError::Internal("engine returned no result".into())))).collect()
+    }
+
+    /// Sends one model's jobs to the engine thread and awaits the reply.
+    async fn send(&self, model: &str, jobs: Vec<Job>, progress: &ProgressSink, cancel: &CancelFlag) -> std::result::Result<Vec<std::result::Result<Generation, BackendError>>, BackendError> {
+        let folder = self.folder_for(model);
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let cmd = GenerateCommand { folder, jobs: jobs.to_vec(), progress: progress.clone(), cancel: cancel.clone(), reply };
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).send(EngineCommand::Generate(cmd)).map_err(|_| EngineError::Stopped)?;
-        rx.await.map_err(|_| EngineError::Stopped)
+        let cmd = GenerateCommand { folder, jobs, progress: progress.clone(), cancel: cancel.clone(), reply };
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).send(EngineCommand::Generate(cmd)).map_err(|_| BackendError::from(EngineError::Stopped))?;
+        rx.await.map_err(|_| BackendError::from(EngineError::Stopped))
     }
 }
 
@@ -180,13 +201,7 @@ impl Backend for Engine {
     }
 
     async fn generate_batch(&self, jobs: &[Job], progress: &ProgressSink, cancel: &CancelFlag) -> Vec<std::result::Result<Generation, BackendError>> {
-        match self.run(jobs, progress, cancel).await {
-            Ok(results) => results,
-            Err(e) => {
-                let e = BackendError::from(e);
-                jobs.iter().map(|_| Err(e.clone())).collect()
-            }
-        }
+        self.run(jobs, progress, cancel).await
     }
 }
 

@@ -195,3 +195,17 @@ fn tokenizer_json_and_vocab_merges_give_the_same_ids() {
     assert_eq!(ids[6], from_json.eos());
     assert_eq!(ids[1], ids[4]);
 }
+
+#[tokio::test]
+async fn a_mixed_model_call_runs_each_job_on_its_own_model() {
+    let engine = engine();
+    let mut xl = job("xl", 4);
+    xl.spec.model = "tiny-sdxl".into();
+    let sd = job("sd", 4);
+    let (p, c) = (no_progress(), CancelFlag::new());
+    let mixed = engine.generate_batch(&[xl.clone(), sd.clone()], &p, &c).await;
+    let xl_alone = engine.generate(&xl, &p, &c).await.unwrap();
+    let sd_alone = engine.generate(&sd, &p, &c).await.unwrap();
+    assert_eq!(mixed[0].as_ref().unwrap().images[0].bytes, xl_alone.images[0].bytes);
+    assert_eq!(mixed[1].as_ref().unwrap().images[0].bytes, sd_alone.images[0].bytes);
+}
