@@ -3,6 +3,7 @@
 //! owns the device and the loaded pipelines, and awaiting the reply.
 
 pub mod batch;
+pub mod memory;
 pub mod thread;
 
 use std::collections::HashMap;
@@ -53,12 +54,23 @@ pub struct EngineConfig {
     pub dtype: Option<DType>,
     /// Most images denoised in one forward batch.
     pub max_batch: usize,
+    /// Activation memory one forward batch may use; batches shrink (to one
+    /// image at least) when the estimate for their size exceeds it.
+    pub activation_budget_bytes: u64,
 }
 
 impl EngineConfig {
-    /// CPU defaults for a models folder: 8 GiB of weights, batches of 4.
+    /// CPU defaults for a models folder: 8 GiB of weights, batches of up to
+    /// 4 images within 16 GiB of activations.
     pub fn new(models_dir: impl Into<PathBuf>) -> Self {
-        Self { models_dir: models_dir.into(), memory_budget_bytes: 8 << 30, device: DeviceChoice::Cpu, dtype: None, max_batch: 4 }
+        Self {
+            models_dir: models_dir.into(),
+            memory_budget_bytes: 8 << 30,
+            device: DeviceChoice::Cpu,
+            dtype: None,
+            max_batch: 4,
+            activation_budget_bytes: 16 << 30,
+        }
     }
 }
 
@@ -78,7 +90,7 @@ impl Engine {
         let device = config.device.open()?;
         let dtype = config.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
         let (tx, rx) = mpsc::channel();
-        let worker = EngineThread::new(config.models_dir.clone(), device, dtype, config.memory_budget_bytes, config.max_batch.max(1));
+        let worker = EngineThread::new(&config, device, dtype);
         let thread = std::thread::Builder::new()
             .name("imagegate-engine".into())
             .spawn(move || worker.run(rx))

@@ -12,7 +12,9 @@ use candle_core::{DType, Device};
 use imagegate_core::backend::Job;
 use imagegate_core::{BackendError, CancelFlag, GeneratedImage, Generation, LoraSpec, Progress, ProgressSink};
 
+use super::EngineConfig;
 use super::batch::{Chunk, init_of, plan, reject, spacing_of};
+use super::memory::batch_limit;
 use crate::error::{EngineError, Result};
 use crate::input::InitPixels;
 use crate::loader::{read_kind, weight_bytes};
@@ -61,14 +63,23 @@ pub struct EngineThread {
     dtype: DType,
     budget: u64,
     max_batch: usize,
+    activation_budget: u64,
     /// Least recently used first.
     cache: Vec<Cached>,
 }
 
 impl EngineThread {
-    /// State for a thread computing on `device` at `dtype`; LoRAs are looked up under `models_dir`.
-    pub fn new(models_dir: PathBuf, device: Device, dtype: DType, budget: u64, max_batch: usize) -> Self {
-        Self { models_dir, device, dtype, budget, max_batch, cache: Vec::new() }
+    /// State for a thread computing on `device` at `dtype` with `config`'s budgets and folders.
+    pub fn new(config: &EngineConfig, device: Device, dtype: DType) -> Self {
+        Self {
+            models_dir: config.models_dir.clone(),
+            device,
+            dtype,
+            budget: config.memory_budget_bytes,
+            max_batch: config.max_batch.max(1),
+            activation_budget: config.activation_budget_bytes,
+            cache: Vec::new(),
+        }
     }
 
     /// Serves commands until `Shutdown` or until every sender is dropped.
@@ -151,8 +162,8 @@ impl EngineThread {
                 init_of(job).map_err(|e| *r = Some(Err(e.into()))).ok()
             })
             .collect();
-        let chunks = plan(jobs, &inits, self.max_batch);
-        let max_batch = self.max_batch;
+        let max_batch = batch_limit(folder, jobs, self.activation_budget, self.max_batch);
+        let chunks = plan(jobs, &inits, max_batch);
         tracing::debug!(jobs = jobs.len(), chunks = chunks.len(), max_batch, "running batch");
         let mut images: HashMap<usize, Vec<(u32, GeneratedImage)>> = HashMap::new();
         let mut chunks_left: HashMap<usize, u32> = HashMap::new();
@@ -269,12 +280,13 @@ mod tests {
         let one = weight_bytes(&a);
         assert!(one > 0);
 
-        let mut tight = EngineThread::new(dir.path().into(), Device::Cpu, DType::F32, one + one / 2, 4);
+        let config = |budget| EngineConfig { memory_budget_bytes: budget, ..EngineConfig::new(dir.path()) };
+        let mut tight = EngineThread::new(&config(one + one / 2), Device::Cpu, DType::F32);
         tight.pipeline(&a, &[]).unwrap();
         tight.pipeline(&b, &[]).unwrap();
         assert_eq!(tight.loaded(), vec![b.clone()]);
 
-        let mut roomy = EngineThread::new(dir.path().into(), Device::Cpu, DType::F32, 3 * one, 4);
+        let mut roomy = EngineThread::new(&config(3 * one), Device::Cpu, DType::F32);
         for f in [&a, &b, &a] {
             roomy.pipeline(f, &[]).unwrap();
         }

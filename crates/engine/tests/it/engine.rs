@@ -72,8 +72,36 @@ async fn same_seed_gives_identical_bytes_and_image_n_uses_seed_plus_n() {
 }
 
 #[tokio::test]
+async fn an_activation_budget_splits_batches_without_changing_images() {
+    // A budget below one image's estimate forces one image per forward batch.
+    let engine = Engine::start(EngineConfig { activation_budget_bytes: 1, max_batch: 8, ..EngineConfig::new(models_dir()) }).unwrap();
+    let roomy = engine_with_batch(8);
+    let mut j = job("split", 6);
+    j.spec.count = 3;
+    let totals: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let sink: ProgressSink = {
+        let totals = totals.clone();
+        Arc::new(move |p: Progress| totals.lock().unwrap().push(p.total))
+    };
+    let c = CancelFlag::new();
+    let a = engine.generate(&j, &sink, &c).await.unwrap();
+    // Three one-image batches of three steps each, reported as one count.
+    assert_eq!(totals.lock().unwrap().clone(), vec![9; 9]);
+    totals.lock().unwrap().clear();
+    let b = roomy.generate(&j, &sink, &c).await.unwrap();
+    assert_eq!(totals.lock().unwrap().clone(), vec![3; 3]);
+    for (x, y) in a.images.iter().zip(&b.images) {
+        assert!(worst_pixel_diff(&x.bytes, &y.bytes) <= 1);
+    }
+}
+
+fn engine_with_batch(max_batch: usize) -> Engine {
+    Engine::start(EngineConfig { max_batch, ..EngineConfig::new(models_dir()) }).unwrap()
+}
+
+#[tokio::test]
 async fn generate_batch_matches_running_each_task_alone() {
-    let engine = Engine::start(EngineConfig { max_batch: 8, ..EngineConfig::new(models_dir()) }).unwrap();
+    let engine = engine_with_batch(8);
     let mut jobs = vec![job("a", 1), job("b", 2), job("c", 3)];
     jobs[1].spec.prompt[0].text = "a dog".into();
     jobs[2].spec.sampler = Some(Sampler::KDpmpp2m);
