@@ -16,7 +16,7 @@ use imagegate_core::backend::Job;
 use imagegate_core::{Backend, BackendError, CancelFlag, Family, Generation, ModelEntry, ProgressSink};
 
 use crate::error::{EngineError, Result};
-use crate::loader::{PipelineKind, missing_files, read_kind};
+use crate::loader::{PipelineKind, missing_files, pipeline_folder, read_kind};
 use thread::{EngineCommand, EngineThread, GenerateCommand};
 
 /// Where the engine computes.
@@ -110,12 +110,13 @@ impl Engine {
         &self.models_dir
     }
 
-    /// Folders that may hold `model`: its id, then its weights repo's name
-    /// and the repo path itself, under the models folder.
+    /// Folders that may hold `model`: its id, then its weights repo's name,
+    /// the repo path and its Hugging Face cache entry, under the models folder.
     fn candidates(&self, model: &ModelEntry) -> Vec<PathBuf> {
         let mut c = vec![self.models_dir.join(&model.id)];
         if let Some(w) = &model.weights {
-            c.extend([w.rsplit('/').next().unwrap_or(w).to_string(), w.replace('/', "--"), w.clone()].map(|n| self.models_dir.join(n)));
+            let names = [w.rsplit('/').next().unwrap_or(w).to_string(), w.replace('/', "--"), w.clone(), format!("models--{}", w.replace('/', "--"))];
+            c.extend(names.map(|n| self.models_dir.join(n)));
         }
         c.dedup();
         c
@@ -184,10 +185,11 @@ impl Backend for Engine {
             return Err(format!("the local engine has no {kind:?} pipeline yet"));
         }
         let candidates = self.candidates(model);
-        let Some(folder) = candidates.iter().find(|p| p.join("model_index.json").is_file()) else {
+        let Some(folder) = candidates.iter().find_map(|p| pipeline_folder(p)) else {
             let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
             return Err(format!("weights for {} are missing: model_index.json (looked in {})", model.id, looked.join(", ")));
         };
+        let folder = &folder;
         let missing = missing_files(folder);
         if !missing.is_empty() {
             return Err(format!("weights for {} are missing: {} (looked in {})", model.id, missing.join(", "), folder.display()));

@@ -1,7 +1,8 @@
-//! Model folders: discovery under the models directory, the pipeline kind
-//! from `model_index.json`, and finding each component's weight files
-//! (single file, `.fp16` variant, or a sharded index), naming every missing
-//! file and where it was looked for.
+//! Model folders: discovery under the models directory (plain pipeline
+//! folders and Hugging Face cache entries `models--org--name/snapshots/…`),
+//! the pipeline kind from `model_index.json`, and finding each component's
+//! weight files (single file, `.fp16` variant, or a sharded index), naming
+//! every missing file and where it was looked for.
 
 use std::path::{Path, PathBuf};
 
@@ -140,17 +141,40 @@ pub struct DiscoveredModel {
     pub missing: Vec<String>,
 }
 
-/// Every folder with a `model_index.json` directly under `models_dir`, by id.
+/// The pipeline folder `path` stands for: itself when it holds a
+/// `model_index.json`, or for a Hugging Face cache entry the snapshot that
+/// `refs/main` names (else the last snapshot, by name, that has one).
+pub fn pipeline_folder(path: &Path) -> Option<PathBuf> {
+    if path.join("model_index.json").is_file() {
+        return Some(path.to_path_buf());
+    }
+    let snapshots = path.join("snapshots");
+    if let Ok(main) = std::fs::read_to_string(path.join("refs/main")) {
+        let snap = snapshots.join(main.trim());
+        if snap.join("model_index.json").is_file() {
+            return Some(snap);
+        }
+    }
+    let mut snaps: Vec<PathBuf> = std::fs::read_dir(&snapshots).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    snaps.sort();
+    snaps.into_iter().rev().find(|s| s.join("model_index.json").is_file())
+}
+
+/// Every pipeline directly under `models_dir`, by id: a folder's name, or
+/// `org/name` for a Hugging Face cache entry `models--org--name`.
 pub fn discover(models_dir: &Path) -> Vec<DiscoveredModel> {
     let Ok(entries) = std::fs::read_dir(models_dir) else {
         return Vec::new();
     };
     let mut found: Vec<DiscoveredModel> = entries
         .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("model_index.json").is_file())
-        .filter_map(|path| {
-            let id = path.file_name()?.to_str()?.to_string();
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let path = pipeline_folder(&e.path())?;
+            let id = match name.strip_prefix("models--") {
+                Some(repo) => repo.replacen("--", "/", 1),
+                None => name,
+            };
             Some(DiscoveredModel { kind: read_kind(&path).ok(), missing: missing_files(&path), id, path })
         })
         .collect();

@@ -237,3 +237,24 @@ async fn a_mixed_model_call_runs_each_job_on_its_own_model() {
     assert_eq!(mixed[0].as_ref().unwrap().images[0].bytes, xl_alone.images[0].bytes);
     assert_eq!(mixed[1].as_ref().unwrap().images[0].bytes, sd_alone.images[0].bytes);
 }
+
+#[tokio::test]
+async fn hugging_face_cache_entries_are_discovered_and_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry_dir = dir.path().join("models--someone--tiny-sd");
+    imagegate_engine::fixtures::write_tiny_sd(&entry_dir.join("snapshots/0123abcd"), &Default::default()).unwrap();
+    std::fs::create_dir_all(entry_dir.join("refs")).unwrap();
+    std::fs::write(entry_dir.join("refs/main"), "0123abcd\n").unwrap();
+    let found = discover(dir.path());
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, "someone/tiny-sd");
+    assert!(found[0].path.ends_with("snapshots/0123abcd"));
+
+    let engine = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    let mut m = entry("sd15-from-cache", Family::Sd15);
+    m.weights = Some("someone/tiny-sd".into());
+    assert_eq!(engine.serves(&m), Ok(()));
+    let mut j = job("hf", 1);
+    j.spec.model = "sd15-from-cache".into();
+    assert!(engine.generate(&j, &no_progress(), &CancelFlag::new()).await.is_ok());
+}
