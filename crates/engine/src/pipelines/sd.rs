@@ -112,8 +112,10 @@ impl SdPipeline {
         }
         let unet = UNet::new(load_vb(&folder.join("unet"), "diffusion_pytorch_model", &load, lora::UNET)?, &unet_file)?;
         let vae_file: VaeFile = read_json(&folder.join("vae/config.json"))?;
-        // LoRAs do not touch the VAE; the UNET component matches none of its names.
-        let vae_vb = load_vb(&folder.join("vae"), "diffusion_pytorch_model", &Load { loras: &[], ..load }, lora::UNET)?;
+        // LoRAs do not touch the VAE (the UNET component matches none of its names).
+        // The VAE always runs in f32: SDXL's overflows in f16 (diffusers'
+        // `force_upcast`), and it is small next to the UNet.
+        let vae_vb = load_vb(&folder.join("vae"), "diffusion_pytorch_model", &Load { loras: &[], dtype: DType::F32, ..load }, lora::UNET)?;
         let vae = AutoEncoderKL::new(vae_vb.clone(), vae_file.in_channels, vae_file.out_channels, vae_file.to_candle())?;
         let vae_encoder = VaeEncoder::new(vae_vb, &vae_file)?;
         let sched_path = folder.join("scheduler/scheduler_config.json");
@@ -167,10 +169,10 @@ impl SdPipeline {
         let mut denoiser = SdDenoiser::new(self, context);
         let mut args = SampleArgs { denoiser: &mut denoiser, noise: &mut noise, on_step };
         let latents = sampler.sample(latents, &sigmas, &mut args)?;
-        split_batch(&decode(&self.vae, &latents, self.vae_file.scaling_factor, self.dtype)?)
+        split_batch(&decode(&self.vae, &latents, self.vae_file.scaling_factor, DType::F32)?)
     }
 
-    /// One text's conditioning: hidden states `[S, D]` and, for SDXL, the pooled embedding `[P]`.
+    /// One text's conditioning: hidden states `[S, D]` and, for SDXL, the pooled embedding `[P]`, in f32.
     fn embed(&self, text: &str) -> Result<(Tensor, Option<Tensor>)> {
         let mut outs = Vec::with_capacity(self.encoders.len());
         for e in &self.encoders {
@@ -178,12 +180,14 @@ impl SdPipeline {
             let ids = Tensor::from_vec(ids.clone(), (1, ids.len()), &self.device)?;
             outs.push(e.model.forward(&ids)?);
         }
+        // Conditioning is blended in f32 whatever the weights' dtype.
+        let f32 = |t: &Tensor| t.get(0).and_then(|t| t.to_dtype(DType::F32));
         if !self.xl {
-            return Ok((outs[0].last_hidden.get(0)?, None));
+            return Ok((f32(&outs[0].last_hidden)?, None));
         }
         // SDXL: penultimate states of both encoders side by side; pooled from the second.
-        let hidden = Tensor::cat(&[outs[0].penultimate.get(0)?, outs[1].penultimate.get(0)?], D::Minus1)?;
-        Ok((hidden, Some(outs[1].pooled.get(0)?)))
+        let hidden = Tensor::cat(&[f32(&outs[0].penultimate)?, f32(&outs[1].penultimate)?], D::Minus1)?;
+        Ok((hidden, Some(f32(&outs[1].pooled)?)))
     }
 }
 
@@ -191,8 +195,8 @@ impl SdPipeline {
 /// `[-1, 1]` → scaled latents `[B, C, h, w]`, sampling the VAE posterior
 /// with each item's seeded noise (drawn before the latent noise).
 pub fn encode_init_image(pipe: &SdPipeline, images: &Tensor, noise: &mut NoiseSource) -> Result<Tensor> {
-    let (mean, logvar) = pipe.vae_encoder.moments(&images.to_dtype(pipe.dtype)?)?;
-    let (mean, logvar) = (mean.to_dtype(DType::F32)?, logvar.to_dtype(DType::F32)?);
+    // The VAE is kept in f32 (see `load_with_loras`).
+    let (mean, logvar) = pipe.vae_encoder.moments(&images.to_dtype(DType::F32)?)?;
     let std = logvar.affine(0.5, 0.0)?.exp()?;
     let z = (&mean + (std * noise.randn_like(&mean)?)?)?;
     Ok(z.affine(pipe.vae_file.scaling_factor, 0.0)?)

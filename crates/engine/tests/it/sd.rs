@@ -246,3 +246,18 @@ fn text_encoders_load_with_or_without_the_text_model_prefix_and_legacy_eos_ids()
     let legacy = ClipTextEncoder::new(bare_vb, cfg).unwrap().forward(&ids).unwrap();
     assert_eq!(max_diff(&legacy.pooled, &bare.pooled), 0.0);
 }
+
+#[test]
+fn half_precision_runs_keep_the_vae_in_f32() {
+    // f16 UNet and text encoder on the CPU (candle has no CPU bf16 conv); the VAE decodes in f32 regardless.
+    let pipe = SdPipeline::load(&model("tiny-sd15"), &Device::Cpu, DType::F16).expect("loads in f16");
+    let half = run(&pipe, &request(vec![item("a photo of a cat", 1)], Sampler::KEuler));
+    let full = run(&load("tiny-sd15"), &request(vec![item("a photo of a cat", 1)], Sampler::KEuler));
+    assert_eq!(half[0].dtype(), DType::F32);
+    let d = max_diff(&half[0], &full[0]);
+    assert!(d > 0.0 && d < 0.25, "f16 should be close to f32, not equal: {d}");
+    // SDXL's added conditioning and pooled text in f16 too.
+    let xl = SdPipeline::load(&model("tiny-sdxl"), &Device::Cpu, DType::F16).expect("sdxl loads in f16");
+    let out = run(&xl, &request(vec![item("a photo of a cat", 1)], Sampler::KDpmpp2m));
+    assert!(out[0].flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|v| v.is_finite()));
+}
