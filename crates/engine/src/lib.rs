@@ -1,1 +1,24 @@
-//! placeholder until the engine issue lands; see crates/engine/Cargo.toml
+//! imagegate-engine: local image generation with candle.
+//!
+//! An [`Engine`] handle (implementing core's `Backend`) sends commands to an
+//! [`engine::thread::EngineThread`] that owns the device and an LRU of
+//! loaded pipelines. Pipelines are named stages (`pipelines`), samplers one
+//! file each (`samplers`), model folders are found and checked by `loader`.
+//! See `README.md` for what is implemented and what is not yet.
+
+pub mod engine;
+pub mod error;
+pub mod input;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
+pub mod loader;
+pub mod lora;
+pub mod models;
+pub mod output;
+pub mod pipelines;
+pub mod samplers;
+pub mod tokenize;
+
+pub use engine::{DeviceChoice, Engine, EngineConfig};
+pub use error::{EngineError, Result};
+pub use loader::{DiscoveredModel, PipelineKind, discover};

@@ -1,0 +1,195 @@
+//! Model folders: discovery under the models directory (plain pipeline
+//! folders and Hugging Face cache entries `models--org--name/snapshots/…`),
+//! the pipeline kind from `model_index.json`, and finding each component's
+//! weight files (single file, `.fp16` variant, or a sharded index), naming
+//! every missing file and where it was looked for.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{EngineError, Result};
+use crate::models::configs::read_json;
+
+/// Which pipeline code a folder needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PipelineKind {
+    /// `StableDiffusionPipeline`: SD 1.x, 2.x and SD-Turbo.
+    StableDiffusion,
+    /// `StableDiffusionXLPipeline`: SDXL and SDXL-Turbo.
+    StableDiffusionXl,
+    /// `FluxPipeline`.
+    Flux,
+    /// `StableDiffusion3Pipeline`.
+    StableDiffusion3,
+}
+
+impl PipelineKind {
+    /// From `model_index.json`'s `_class_name`.
+    pub fn from_class_name(name: &str) -> Option<Self> {
+        match name {
+            "StableDiffusionPipeline" | "StableDiffusionImg2ImgPipeline" => Some(Self::StableDiffusion),
+            "StableDiffusionXLPipeline" | "StableDiffusionXLImg2ImgPipeline" => Some(Self::StableDiffusionXl),
+            "FluxPipeline" => Some(Self::Flux),
+            "StableDiffusion3Pipeline" => Some(Self::StableDiffusion3),
+            _ => None,
+        }
+    }
+
+    /// Whether this build of the engine can run it.
+    pub fn is_implemented(self) -> bool {
+        matches!(self, Self::StableDiffusion | Self::StableDiffusionXl)
+    }
+
+    /// Tokenizer folders the pipeline needs.
+    fn tokenizers(self) -> &'static [&'static str] {
+        match self {
+            Self::StableDiffusion => &["tokenizer"],
+            _ => &["tokenizer", "tokenizer_2"],
+        }
+    }
+
+    /// Components and the stem of their weight files.
+    fn components(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::StableDiffusion => &[("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model")],
+            Self::StableDiffusionXl => &[
+                ("unet", "diffusion_pytorch_model"),
+                ("vae", "diffusion_pytorch_model"),
+                ("text_encoder", "model"),
+                ("text_encoder_2", "model"),
+            ],
+            Self::Flux => &[("transformer", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model"), ("text_encoder_2", "model")],
+            Self::StableDiffusion3 => &[
+                ("transformer", "diffusion_pytorch_model"),
+                ("vae", "diffusion_pytorch_model"),
+                ("text_encoder", "model"),
+                ("text_encoder_2", "model"),
+                ("text_encoder_3", "model"),
+            ],
+        }
+    }
+}
+
+/// Reads the pipeline kind of a folder.
+pub fn read_kind(folder: &Path) -> Result<PipelineKind> {
+    let path = folder.join("model_index.json");
+    let index: serde_json::Value = read_json(&path)?;
+    let class = index.get("_class_name").and_then(|v| v.as_str()).unwrap_or_default();
+    PipelineKind::from_class_name(class).ok_or_else(|| EngineError::bad_model(&path, format!("unknown pipeline class `{class}`")))
+}
+
+/// The safetensors files of one component: `{stem}.safetensors`, else the
+/// `.fp16` variant, else the shards a `{stem}.safetensors.index.json` lists.
+pub fn weight_files(dir: &Path, stem: &str) -> Option<Vec<PathBuf>> {
+    for name in [format!("{stem}.safetensors"), format!("{stem}.fp16.safetensors")] {
+        let p = dir.join(name);
+        if p.is_file() {
+            return Some(vec![p]);
+        }
+    }
+    for name in [format!("{stem}.safetensors.index.json"), format!("{stem}.safetensors.index.fp16.json")] {
+        let index: serde_json::Value = match read_json(&dir.join(name)) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        let mut shards: Vec<String> = index.get("weight_map")?.as_object()?.values().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        shards.sort();
+        shards.dedup();
+        let files: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
+        return files.iter().all(|f| f.is_file()).then_some(files);
+    }
+    None
+}
+
+/// Files a pipeline folder needs that are absent, relative to the folder.
+pub fn missing_files(folder: &Path) -> Vec<String> {
+    if !folder.join("model_index.json").is_file() {
+        return vec!["model_index.json".to_string()];
+    }
+    let Ok(kind) = read_kind(folder) else {
+        return vec!["model_index.json (a known `_class_name`)".to_string()];
+    };
+    let mut missing = Vec::new();
+    for (component, stem) in kind.components() {
+        let dir = folder.join(component);
+        if !dir.join("config.json").is_file() {
+            missing.push(format!("{component}/config.json"));
+        }
+        if weight_files(&dir, stem).is_none() {
+            missing.push(format!("{component}/{stem}.safetensors"));
+        }
+    }
+    for name in kind.tokenizers() {
+        let tok = folder.join(name);
+        let has_bpe_files = tok.join("vocab.json").is_file() && tok.join("merges.txt").is_file();
+        if !(tok.join("tokenizer.json").is_file() || has_bpe_files) {
+            missing.push(format!("{name}/tokenizer.json (or vocab.json + merges.txt)"));
+        }
+    }
+    missing
+}
+
+/// A pipeline folder found under the models directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoveredModel {
+    /// The model id: the folder's name.
+    pub id: String,
+    /// The folder.
+    pub path: PathBuf,
+    /// Its pipeline kind, when `model_index.json` names a known one.
+    pub kind: Option<PipelineKind>,
+    /// Files it still lacks (empty when it can load).
+    pub missing: Vec<String>,
+}
+
+/// The pipeline folder `path` stands for: itself when it holds a
+/// `model_index.json`, or for a Hugging Face cache entry the snapshot that
+/// `refs/main` names (else the last snapshot, by name, that has one).
+pub fn pipeline_folder(path: &Path) -> Option<PathBuf> {
+    if path.join("model_index.json").is_file() {
+        return Some(path.to_path_buf());
+    }
+    let snapshots = path.join("snapshots");
+    if let Ok(main) = std::fs::read_to_string(path.join("refs/main")) {
+        let snap = snapshots.join(main.trim());
+        if snap.join("model_index.json").is_file() {
+            return Some(snap);
+        }
+    }
+    let mut snaps: Vec<PathBuf> = std::fs::read_dir(&snapshots).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    snaps.sort();
+    snaps.into_iter().rev().find(|s| s.join("model_index.json").is_file())
+}
+
+/// Every pipeline directly under `models_dir`, by id: a folder's name, or
+/// `org/name` for a Hugging Face cache entry `models--org--name`.
+pub fn discover(models_dir: &Path) -> Vec<DiscoveredModel> {
+    let Ok(entries) = std::fs::read_dir(models_dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<DiscoveredModel> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let path = pipeline_folder(&e.path())?;
+            let id = match name.strip_prefix("models--") {
+                Some(repo) => repo.replacen("--", "/", 1),
+                None => name,
+            };
+            Some(DiscoveredModel { kind: read_kind(&path).ok(), missing: missing_files(&path), id, path })
+        })
+        .collect();
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    found
+}
+
+/// Total bytes of a folder's weight files: the loaded size at the same dtype.
+pub fn weight_bytes(folder: &Path) -> u64 {
+    let Ok(kind) = read_kind(folder) else { return 0 };
+    kind.components()
+        .iter()
+        .filter_map(|(c, stem)| weight_files(&folder.join(c), stem))
+        .flatten()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
+}

@@ -1,0 +1,8 @@
+//! Network modules the pipelines share that candle's library lacks or gets
+//! wrong for our needs (see `docs/engine-notes.md`), and the config readers
+//! that fill candle's public config structs from diffusers' `config.json`s.
+
+pub mod clip;
+pub mod configs;
+pub mod unet;
+pub mod vae_encoder;

@@ -1,0 +1,113 @@
+//! Pipelines per model family. Each runs the named stages
+//! `encode_prompt → init_latents → schedule → denoise → decode`, each a
+//! plain function, over a batch of images that share size, steps and
+//! sampler; `encode_image` (in [`crate::output`]) turns results into files.
+
+pub mod sd;
+
+use candle_core::{DType, Device, Tensor};
+use imagegate_core::{PromptPart, Sampler};
+
+use crate::error::{EngineError, Result};
+use crate::input::InitPixels;
+use crate::samplers::{NoiseSchedule, NoiseSource, SamplerImpl, SigmaSpacing};
+
+/// One image of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRequest {
+    /// Weighted prompt parts; negative weights count towards the negative prompt.
+    pub prompt: Vec<PromptPart>,
+    /// Negative prompt.
+    pub negative: Option<String>,
+    /// Classifier-free guidance scale (≤ 1 disables guidance).
+    pub guidance: f32,
+    /// This image's seed.
+    pub seed: u64,
+    /// The image to start from (image-to-image), at the output size.
+    pub init: Option<InitPixels>,
+}
+
+/// Images that run together: same size, steps and sampler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRequest {
+    /// The images, in order.
+    pub items: Vec<ImageRequest>,
+    /// Pixels across.
+    pub width: usize,
+    /// Pixels down.
+    pub height: usize,
+    /// Denoising steps.
+    pub steps: usize,
+    /// Sampler.
+    pub sampler: Sampler,
+    /// Sigma spacing.
+    pub spacing: SigmaSpacing,
+    /// Image-to-image strength shared by the batch (every item then has an
+    /// init image): the fraction of the schedule run, from 0 (keep) to 1.
+    pub strength: Option<f32>,
+}
+
+/// Stage `schedule`: the sigmas the sampler will visit (`[steps + 1]`, ending at 0).
+pub fn schedule(sampler: &dyn SamplerImpl, noise_schedule: &NoiseSchedule, steps: usize, spacing: SigmaSpacing) -> Vec<f64> {
+    sampler.sigmas(noise_schedule, steps, spacing)
+}
+
+/// Stage `init_latents`: seeded unit noise scaled by `init_sigma`, `[B, C, h, w]` f32.
+pub fn init_latents(noise: &mut NoiseSource, latent_shape: [usize; 3], init_sigma: f64, device: &Device) -> Result<Tensor> {
+    Ok(noise.randn(&latent_shape, device)?.affine(init_sigma, 0.0)?)
+}
+
+/// The tail of `sigmas` an image-to-image run of `strength` walks: the last
+/// `floor(steps * strength)` steps, as diffusers' img2img pipelines do.
+pub fn img2img_sigmas(sigmas: &[f64], strength: f32) -> Vec<f64> {
+    let steps = sigmas.len() - 1;
+    let run = ((steps as f32 * strength.clamp(0.0, 1.0)).floor() as usize).min(steps);
+    sigmas[steps - run..].to_vec()
+}
+
+/// Init images `[B, 3, H, W]` in `[-1, 1]` (f32).
+pub(crate) fn init_pixels(items: &[ImageRequest], device: &Device) -> Result<Tensor> {
+    let rows = items
+        .iter()
+        .map(|i| {
+            let p = i.init.as_ref().ok_or_else(|| EngineError::invalid("init_image", "every image of an image-to-image batch needs one"))?;
+            let t = Tensor::from_vec(p.rgb.clone(), (p.height, p.width, 3), device)?.permute((2, 0, 1))?.to_dtype(DType::F32)?;
+            Ok(t.affine(2.0 / 255.0, -1.0)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::stack(&rows, 0)?)
+}
+
+/// Blends `[N, S, D]` embeddings of texts into one `[S, D]` row by weight.
+pub(crate) fn blend(rows: &[(Tensor, f32)]) -> Result<Tensor> {
+    let total: f32 = rows.iter().map(|(_, w)| w).sum();
+    let mut acc: Option<Tensor> = None;
+    for (t, w) in rows {
+        let scaled = t.to_dtype(DType::F32)?.affine(f64::from(*w / total), 0.0)?;
+        acc = Some(match acc {
+            None => scaled,
+            Some(a) => (a + scaled)?,
+        });
+    }
+    acc.ok_or_else(|| EngineError::invalid("prompt", "needs at least one part with a positive weight"))
+}
+
+/// Decoded images `[B, 3, H, W]` in `[0, 1]` → one `[3, H, W]` f32 tensor each.
+pub(crate) fn split_batch(images: &Tensor) -> Result<Vec<Tensor>> {
+    let b = images.dim(0)?;
+    (0..b).map(|i| Ok(images.get(i)?)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn img2img_runs_the_last_fraction_of_the_schedule() {
+        let s = [9.0, 5.0, 2.0, 1.0, 0.0];
+        assert_eq!(img2img_sigmas(&s, 1.0), s.to_vec());
+        assert_eq!(img2img_sigmas(&s, 0.5), vec![2.0, 1.0, 0.0]);
+        assert_eq!(img2img_sigmas(&s, 0.6), vec![2.0, 1.0, 0.0]);
+        assert_eq!(img2img_sigmas(&s, 0.0), vec![0.0]);
+    }
+}
