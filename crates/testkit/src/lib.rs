@@ -1,7 +1,11 @@
 //! imagegate-testkit: what tests (and load benchmarks) need to run imagegate
 //! for real: scratch databases on SQLite and PostgreSQL, a synthetic backend,
-//! and [`TestApp`](app::TestApp) — the whole server on a random port.
+//! and [`TestApp`] — the whole server on a random port.
 
+pub mod app;
 pub mod scratch;
+pub mod synthetic;
 
+pub use app::{TestApp, TestAppOptions};
 pub use scratch::ScratchDb;
+pub use synthetic::SyntheticBackend;

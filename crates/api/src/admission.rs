@@ -1,0 +1,84 @@
+//! Admission and waiting: the two things every dialect does with a spec.
+//! Admission checks that something can serve the model and that the queue
+//! has room, then persists the task before anything is acknowledged.
+
+use std::time::Duration;
+
+use imagegate_core::{AppError, ErrorCode, TaskState, TaskView};
+use imagegate_store::{Caller, NewTask, StoreError, Submitted};
+use tokio::time::Instant;
+
+use crate::state::AppState;
+
+/// How a dialect wants a task admitted.
+#[derive(Debug, Clone, Default)]
+pub struct Admit {
+    /// Caller's idempotency key and a hash of what it asked for.
+    pub idempotency: Option<(String, String)>,
+}
+
+impl AppState {
+    /// Persists a task for `caller` (503 when nothing can serve the model or
+    /// the queue is full; 409 on an idempotency-key conflict).
+    pub async fn admit(&self, caller: &Caller, spec: imagegate_core::TaskSpec, how: Admit) -> Result<Submitted, AppError> {
+        let model = self.catalog.require(&spec.model)?;
+        if !self.config.remote_workers
+            && let Err(why) = self.queue.backends.pick(model)
+        {
+            return Err(AppError::new(ErrorCode::Unavailable, why).with_retry_after(30));
+        }
+        if self.db.count_unfinished().await? >= self.config.max_queued {
+            return Err(AppError::new(ErrorCode::Unavailable, "the queue is full; try again shortly").with_retry_after(5));
+        }
+        let submitted = self
+            .db
+            .submit_task(NewTask {
+                account_id: caller.account_id.clone(),
+                key_id: Some(caller.key_id.clone()),
+                spec,
+                max_attempts: self.queue.config.max_attempts,
+                idempotency: how.idempotency,
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => AppError::new(ErrorCode::Conflict, m),
+                other => AppError::from(other),
+            })?;
+        if let Submitted::New(t) = &submitted {
+            tracing::info!(task_id = %t.id, model = %t.spec.model, "task accepted");
+            self.queue.wake();
+        }
+        Ok(submitted)
+    }
+
+    /// Waits for a task to end, up to the configured synchronous deadline:
+    /// 504 carrying the task id when it passes (the task goes on).
+    pub async fn wait_for(&self, task_id: &str) -> Result<TaskView, AppError> {
+        let deadline = Instant::now() + Duration::from_secs_f64(self.config.sync_wait_secs);
+        let poll = Duration::from_millis(self.queue.config.poll_ms.max(50));
+        match self.queue.hub.wait_terminal(&self.db, task_id, deadline, poll).await? {
+            Some(t) => Ok(t),
+            None => Err(AppError::new(ErrorCode::Timeout, format!("task {task_id} is still running; fetch it later from GET /v1/tasks/{task_id}"))
+                .with_task(task_id)),
+        }
+    }
+
+    /// Reads a task the caller owns (admins see all); 404 otherwise.
+    pub async fn task_for(&self, caller: &Caller, task_id: &str) -> Result<TaskView, AppError> {
+        match self.db.get_task(task_id).await? {
+            Some(t) if caller.is_admin || t.account_id == caller.account_id => Ok(t),
+            _ => Err(AppError::not_found(format!("task `{task_id}` not found"))),
+        }
+    }
+}
+
+/// The error a failed task answers with: its stored code, or an opaque 500.
+pub fn task_failure(task: &TaskView) -> AppError {
+    let (code, message) = task.error.clone().unwrap_or_else(|| ("internal_error".into(), "task failed".into()));
+    let parsed: ErrorCode = serde_json::from_value(serde_json::Value::String(code.clone())).unwrap_or(ErrorCode::Internal);
+    let err = match task.state {
+        TaskState::Cancelled => AppError::new(ErrorCode::Conflict, "task was cancelled"),
+        _ => AppError::new(parsed, message),
+    };
+    err.with_task(&task.id)
+}

@@ -1,0 +1,37 @@
+//! JSON bodies parsed with the offending field named in every 400, and
+//! oversized bodies answered 413, in whatever shape the dialect renders.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use imagegate_core::{AppError, ErrorCode};
+use serde::de::DeserializeOwned;
+
+/// Parses JSON, naming the field path of the first error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if bytes.is_empty() {
+        return Err(AppError::new(ErrorCode::InvalidRequest, "the request body must be a JSON object"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            AppError::new(ErrorCode::InvalidRequest, format!("malformed JSON body: {inner}"))
+        } else {
+            AppError::invalid(&path, inner.to_string())
+        }
+    })
+}
+
+/// The raw body, with the configured size limit mapped to 413. Handlers
+/// extract `Result<Bytes, BytesRejection>` and pass it here, so that the
+/// error is rendered in their own dialect.
+pub fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, AppError> {
+    match body {
+        Ok(b) => Ok(b),
+        Err(BytesRejection::FailedToBufferBody(e)) if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(AppError::new(ErrorCode::PayloadTooLarge, "request body is larger than the configured limit"))
+        }
+        Err(e) => Err(AppError::new(ErrorCode::InvalidRequest, format!("could not read the request body: {e}"))),
+    }
+}

@@ -1,0 +1,25 @@
+//! HTTP-side settings.
+
+/// Limits and timings of the HTTP layer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Largest accepted request body (413 beyond).
+    pub body_limit_bytes: usize,
+    /// How long synchronous dialects wait for a task before answering 504.
+    pub sync_wait_secs: f64,
+    /// Most unfinished tasks in the queue before new ones get 503.
+    pub max_queued: i64,
+    /// Accept tasks for models no backend in this process serves, because
+    /// `imagegate worker` processes elsewhere do.
+    pub remote_workers: bool,
+    /// Externally visible base URL (for signed `/files` links); defaults to
+    /// `http://` + the listen address.
+    pub public_url: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { body_limit_bytes: 16 * 1024 * 1024, sync_wait_secs: 120.0, max_queued: 10_000, remote_workers: false, public_url: None }
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per client dialect. A dialect parses its wire shape, converts
+//! it to a `TaskSpec`, and renders tasks and errors in its own shape; it
+//! holds no other logic.
+
+pub mod openai;
+pub mod tasks;

@@ -1,0 +1,120 @@
+//! OpenAI Images and SiliconFlow-style generations (`POST /v1/images/generations`,
+//! `GET /v1/models`), errors in OpenAI's shape. The response is the union of
+//! both shapes: `data` (OpenAI) and `images` (SiliconFlow) list the same
+//! images, plus `timings` and `seed`.
+
+pub mod request;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use imagegate_core::{AppError, TaskState};
+use serde_json::{Value, json};
+
+use crate::admission::{Admit, task_failure};
+use crate::auth::{authenticate, check_model_allowed};
+use crate::body::{parse_json, read_body};
+use crate::state::AppState;
+use request::ImageRequest;
+
+/// An error rendered as OpenAI does: `{"error": {message, type, param, code}}`.
+#[derive(Debug)]
+pub struct OpenAiError(pub AppError);
+
+impl From<AppError> for OpenAiError {
+    fn from(e: AppError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<imagegate_store::StoreError> for OpenAiError {
+    fn from(e: imagegate_store::StoreError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if e.code.is_opaque() {
+            tracing::error!(error = %e, "internal error");
+        }
+        let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
+        let mut body = json!({"error": {"message": e.public_message(), "type": kind, "param": e.field, "code": e.code.as_str()}});
+        if let Some(id) = &e.task_id {
+            body["error"]["task_id"] = json!(id);
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = e.retry_after {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// `POST /v1/images/generations`: generate and wait (synchronous).
+pub async fn create_image(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, OpenAiError> {
+    let caller = authenticate(&state, &headers).await?;
+    let req: ImageRequest = parse_json(&read_body(body)?)?;
+    let (spec, opts) = req.into_spec(&state.catalog, rand::random())?;
+    check_model_allowed(&caller, state.catalog.require(&spec.model)?)?;
+    let submitted = state.admit(&caller, spec, Admit::default()).await?;
+    let task = state.wait_for(&submitted.task().id).await?;
+    if task.state != TaskState::Succeeded {
+        return Err(task_failure(&task).into());
+    }
+    let images = state.images_of(&task).await?;
+    let revised = task.spec.revised_prompt.clone();
+    let mut data = Vec::with_capacity(images.len());
+    for img in &images {
+        let mut item = json!({"url": img.url});
+        if opts.b64_json {
+            item["b64_json"] = json!(state.image_base64(&img.key).await?);
+        }
+        if let Some(r) = &revised {
+            item["revised_prompt"] = json!(r);
+        }
+        data.push(item);
+    }
+    let result = task.result.clone().unwrap_or_default();
+    let body = json!({
+        "id": task.id,
+        "created": task.created_at / 1000,
+        "data": data,
+        "images": images.iter().map(|i| json!({"url": i.url})).collect::<Vec<_>>(),
+        "timings": {"inference": result.inference_ms},
+        "seed": task.spec.seed,
+    });
+    let mut resp = Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&result.served_by) {
+        resp.headers_mut().insert("x-imagegate-served-by", v);
+    }
+    Ok(resp)
+}
+
+/// `GET /v1/models`: the catalog's models, with whether this deployment can serve each now.
+pub async fn list_models(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, OpenAiError> {
+    let caller = authenticate(&state, &headers).await?;
+    let data: Vec<Value> = state
+        .catalog
+        .models()
+        .iter()
+        .filter(|m| caller.allowed_models.as_ref().is_none_or(|l| l.iter().any(|x| x.eq_ignore_ascii_case(&m.id))))
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "object": "model",
+                "created": 0,
+                "owned_by": m.provider.clone().unwrap_or_else(|| "imagegate".into()),
+                "family": m.family.as_str(),
+                "aliases": m.aliases,
+                "available": state.config.remote_workers || state.queue.backends.pick(m).is_ok(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data})))
+}

@@ -1,0 +1,59 @@
+//! `GET /v1/tasks/{id}`: any task's state, progress and freshly signed image
+//! URLs. Statuses follow the unified-predictions dialect (`Pending`,
+//! `Running`, `Ready`, `Error`); `state` gives ours.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use http::HeaderMap;
+use imagegate_core::{TaskState, TaskView};
+use serde_json::{Value, json};
+
+use crate::admission::task_failure;
+use crate::auth::authenticate;
+use crate::dialects::openai::OpenAiError;
+use crate::state::AppState;
+
+/// The unified dialect's status word for a state.
+pub fn status_word(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Queued => "Pending",
+        TaskState::Running => "Running",
+        TaskState::Succeeded => "Ready",
+        TaskState::Failed | TaskState::Cancelled => "Error",
+    }
+}
+
+/// Renders a task for polling clients.
+pub async fn task_json(state: &AppState, task: &TaskView) -> Result<Value, OpenAiError> {
+    let images = state.images_of(task).await?;
+    let urls: Vec<&str> = images.iter().map(|i| i.url.as_str()).collect();
+    let result = task.result.as_ref().map(|r| {
+        json!({"sample": urls.first(), "urls": urls, "seeds": images.iter().map(|i| i.seed).collect::<Vec<_>>(), "timings": {"inference": r.inference_ms}, "served_by": r.served_by, "note": r.note})
+    });
+    let error = (matches!(task.state, TaskState::Failed | TaskState::Cancelled)).then(|| {
+        let e = task_failure(task);
+        json!({"code": e.code.as_str(), "message": e.public_message()})
+    });
+    Ok(json!({
+        "id": task.id,
+        "taskId": task.id,
+        "status": status_word(task.state),
+        "state": task.state.as_str(),
+        "progress": task.progress_fraction(),
+        "steps": {"done": task.progress.0, "total": task.progress.1},
+        "model": task.spec.model,
+        "attempts": task.attempts,
+        "created": task.created_at / 1000,
+        "revised_prompt": task.spec.revised_prompt,
+        "result": result,
+        "images": urls.iter().map(|u| json!({"url": u})).collect::<Vec<_>>(),
+        "error": error,
+    }))
+}
+
+/// `GET /v1/tasks/{id}`.
+pub async fn get_task(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, OpenAiError> {
+    let caller = authenticate(&state, &headers).await?;
+    let task = state.task_for(&caller, &id).await?;
+    Ok(Json(task_json(&state, &task).await?))
+}

@@ -1,0 +1,40 @@
+//! What every dialect renders from a finished task: its images with freshly
+//! signed URLs (and bytes when a dialect inlines them).
+
+use base64::Engine as _;
+use imagegate_core::{AppError, TaskView};
+
+use crate::state::AppState;
+
+/// One image of a finished task, ready to render.
+#[derive(Debug, Clone)]
+pub struct ImageOut {
+    /// Signed, expiring URL.
+    pub url: String,
+    /// Seed that drew it.
+    pub seed: u64,
+    /// Pixels across.
+    pub width: u32,
+    /// Pixels down.
+    pub height: u32,
+    /// Object key.
+    pub key: String,
+}
+
+impl AppState {
+    /// The task's images with URLs signed now.
+    pub async fn images_of(&self, task: &TaskView) -> Result<Vec<ImageOut>, AppError> {
+        let Some(result) = &task.result else { return Ok(Vec::new()) };
+        let mut out = Vec::with_capacity(result.images.len());
+        for img in &result.images {
+            out.push(ImageOut { url: self.objects.signed_url(&img.key).await?, seed: img.seed, width: img.width, height: img.height, key: img.key.clone() });
+        }
+        Ok(out)
+    }
+
+    /// An image's bytes, base64-encoded (for `b64_json` and Stability artifacts).
+    pub async fn image_base64(&self, key: &str) -> Result<String, AppError> {
+        let bytes = self.objects.get(key).await?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(&bytes))
+    }
+}

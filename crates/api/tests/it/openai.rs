@@ -1,0 +1,2 @@
+mod generations;
+mod models;
