@@ -23,9 +23,11 @@ use crate::models::configs::{UNetFile, VaeFile};
 use crate::models::unet::UNet;
 use crate::tokenize::{BOS, EOS, build_clip_tokenizer};
 
+mod flux;
 mod lora;
 mod sdxl;
 
+pub use flux::{FluxVariant, TinyFlux, write_tiny_flux};
 pub use lora::{LoraLayout, write_tiny_lora};
 pub use sdxl::write_tiny_sdxl;
 
@@ -58,7 +60,7 @@ impl Default for TinySd {
 }
 
 /// Words the tiny vocabulary has merges for (anything else tokenises by byte).
-const WORDS: [&str; 12] = ["a", "photo", "of", "cat", "dog", "red", "blue", "the", "painting", "sky", "in", "night"];
+pub(crate) const WORDS: [&str; 12] = ["a", "photo", "of", "cat", "dog", "red", "blue", "the", "painting", "sky", "in", "night"];
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
     move |source| EngineError::Io { path: path.display().to_string(), source }
@@ -141,6 +143,15 @@ fn write_unet_and_vae(dir: &Path, unet: serde_json::Value, vae: serde_json::Valu
 /// Builds a network over a recording `VarMap`, redraws every tensor from
 /// `rng` (in name order, so files are reproducible) and saves them.
 fn save_random(path: &Path, dtype: DType, rng: &mut StdRng, build: impl FnOnce(VarBuilder) -> Result<()>) -> Result<()> {
+    let out = random_tensors(dtype, rng, build)?;
+    candle_core::safetensors::save(&out, path)?;
+    Ok(())
+}
+
+/// The tensors a network requests, redrawn from `rng` in name order: small
+/// random biases, norm weights (and RMS `scale`s) near 1, the rest scaled by
+/// fan-in.
+fn random_tensors(dtype: DType, rng: &mut StdRng, build: impl FnOnce(VarBuilder) -> Result<()>) -> Result<HashMap<String, Tensor>> {
     let varmap = VarMap::new();
     build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
     let data = varmap.data().lock().map_err(|_| EngineError::Stopped)?;
@@ -153,7 +164,7 @@ fn save_random(path: &Path, dtype: DType, rng: &mut StdRng, build: impl FnOnce(V
         let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
         let (scale, offset) = if name.ends_with("bias") {
             (0.05, 0.0)
-        } else if name.contains("norm") && name.ends_with("weight") {
+        } else if (name.contains("norm") && name.ends_with("weight")) || name.ends_with("norm.scale") {
             (0.1, 1.0)
         } else {
             (1.0 / (fan_in as f64).sqrt(), 0.0)
@@ -166,8 +177,7 @@ fn save_random(path: &Path, dtype: DType, rng: &mut StdRng, build: impl FnOnce(V
             .collect();
         out.insert(name.clone(), Tensor::from_vec(values, shape, &Device::Cpu)?.to_dtype(dtype)?);
     }
-    candle_core::safetensors::save(&out, path)?;
-    Ok(())
+    Ok(out)
 }
 
 /// Writes `vocab.json`, `merges.txt`, `tokenizer.json` and

@@ -36,7 +36,7 @@ impl PipelineKind {
 
     /// Whether this build of the engine can run it.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Self::StableDiffusion | Self::StableDiffusionXl)
+        matches!(self, Self::StableDiffusion | Self::StableDiffusionXl | Self::Flux)
     }
 
     /// Tokenizer folders the pipeline needs.
@@ -110,6 +110,9 @@ pub fn missing_files(folder: &Path) -> Vec<String> {
     };
     let mut missing = Vec::new();
     for (component, stem) in kind.components() {
+        if kind == PipelineKind::Flux && bfl_file(folder, component).is_some() {
+            continue;
+        }
         let dir = folder.join(component);
         if !dir.join("config.json").is_file() {
             missing.push(format!("{component}/config.json"));
@@ -126,6 +129,26 @@ pub fn missing_files(folder: &Path) -> Vec<String> {
         }
     }
     missing
+}
+
+/// FLUX's original BFL single file standing in for a diffusers component
+/// at the folder's root: `flux1-*.safetensors` for `transformer`,
+/// `ae.safetensors` for `vae` (both ship in the official repos).
+pub fn bfl_file(folder: &Path, component: &str) -> Option<PathBuf> {
+    match component {
+        "vae" => Some(folder.join("ae.safetensors")).filter(|p| p.is_file()),
+        "transformer" => {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(folder)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("flux1") && n.ends_with(".safetensors")))
+                .collect();
+            found.sort();
+            found.into_iter().next()
+        }
+        _ => None,
+    }
 }
 
 /// A pipeline folder found under the models directory.
@@ -187,7 +210,7 @@ pub fn weight_bytes(folder: &Path) -> u64 {
     let Ok(kind) = read_kind(folder) else { return 0 };
     kind.components()
         .iter()
-        .filter_map(|(c, stem)| weight_files(&folder.join(c), stem))
+        .filter_map(|(c, stem)| weight_files(&folder.join(c), stem).or_else(|| bfl_file(folder, c).map(|f| vec![f])))
         .flatten()
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())

@@ -3,6 +3,7 @@
 //! plain function, over a batch of images that share size, steps and
 //! sampler; `encode_image` (in [`crate::output`]) turns results into files.
 
+pub mod flux;
 pub mod sd;
 
 use candle_core::{DType, Device, Tensor};
@@ -11,6 +12,42 @@ use imagegate_core::{PromptPart, Sampler};
 use crate::error::{EngineError, Result};
 use crate::input::InitPixels;
 use crate::samplers::{NoiseSchedule, NoiseSource, SamplerImpl, SigmaSpacing};
+
+/// A loaded pipeline of any family the engine runs.
+pub enum Pipeline {
+    /// SD 1.x / 2.x / SDXL.
+    Sd(Box<sd::SdPipeline>),
+    /// FLUX.1 schnell / dev.
+    Flux(Box<flux::FluxPipeline>),
+}
+
+impl Pipeline {
+    /// Loads the pipeline `folder`'s `model_index.json` names, with `loras` merged.
+    pub fn load(folder: &std::path::Path, device: &Device, dtype: DType, loras: &[crate::lora::LoraRef]) -> Result<Self> {
+        match crate::loader::read_kind(folder)? {
+            crate::loader::PipelineKind::Flux if !loras.is_empty() => Err(EngineError::invalid("loras", "LoRAs are not implemented for FLUX yet")),
+            crate::loader::PipelineKind::Flux => Ok(Self::Flux(Box::new(flux::FluxPipeline::load(folder, device, dtype)?))),
+            _ => Ok(Self::Sd(Box::new(sd::SdPipeline::load_with_loras(folder, device, dtype, loras)?))),
+        }
+    }
+
+    /// Runs a batch; one `[3, H, W]` f32 image in `[0, 1]` per item.
+    pub fn generate(&self, req: &BatchRequest, on_step: crate::samplers::StepHook<'_>) -> Result<Vec<Tensor>> {
+        match self {
+            Self::Sd(p) => p.generate(req, on_step),
+            Self::Flux(p) => p.generate(req, on_step),
+        }
+    }
+}
+
+/// The sampler a family uses when a task names none.
+pub fn default_sampler(kind: crate::loader::PipelineKind) -> Sampler {
+    use crate::loader::PipelineKind::*;
+    match kind {
+        Flux | StableDiffusion3 => Sampler::FlowEuler,
+        StableDiffusion | StableDiffusionXl => Sampler::KDpmpp2m,
+    }
+}
 
 /// One image of a batch.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,6 +3,7 @@
 
 mod engine;
 mod fixtures;
+mod flux;
 mod img2img;
 mod lora;
 mod sd;
