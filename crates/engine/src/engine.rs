@@ -90,10 +90,11 @@ impl Engine {
         let device = config.device.open()?;
         let dtype = config.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
         let (tx, rx) = mpsc::channel();
-        let worker = EngineThread::new(&config, device, dtype);
+        // Built on its own thread: loaded pipelines (candle's MMDiT) are not `Send`.
+        let thread_config = config.clone();
         let thread = std::thread::Builder::new()
             .name("imagegate-engine".into())
-            .spawn(move || worker.run(rx))
+            .spawn(move || EngineThread::new(&thread_config, device, dtype).run(rx))
             .map_err(|source| EngineError::Io { path: "engine thread".into(), source })?;
         tracing::info!(models_dir = %config.models_dir.display(), ?dtype, "engine started");
         Ok(Self {

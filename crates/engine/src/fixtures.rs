@@ -25,10 +25,12 @@ use crate::tokenize::{BOS, EOS, build_clip_tokenizer};
 
 mod flux;
 mod lora;
+mod sd3;
 mod sdxl;
 
 pub use flux::{FluxVariant, TinyFlux, write_tiny_flux};
 pub use lora::{LoraLayout, write_tiny_lora};
+pub use sd3::write_tiny_sd3;
 pub use sdxl::write_tiny_sdxl;
 
 /// Which SD generation the fixture imitates.
@@ -143,7 +145,7 @@ fn write_unet_and_vae(dir: &Path, unet: serde_json::Value, vae: serde_json::Valu
 /// Builds a network over a recording `VarMap`, redraws every tensor from
 /// `rng` (in name order, so files are reproducible) and saves them.
 fn save_random(path: &Path, dtype: DType, rng: &mut StdRng, build: impl FnOnce(VarBuilder) -> Result<()>) -> Result<()> {
-    let out = random_tensors(dtype, rng, build)?;
+    let out = random_tensors(dtype, rng, &[], build)?;
     candle_core::safetensors::save(&out, path)?;
     Ok(())
 }
@@ -151,8 +153,13 @@ fn save_random(path: &Path, dtype: DType, rng: &mut StdRng, build: impl FnOnce(V
 /// The tensors a network requests, redrawn from `rng` in name order: small
 /// random biases, norm weights (and RMS `scale`s) near 1, the rest scaled by
 /// fan-in.
-fn random_tensors(dtype: DType, rng: &mut StdRng, build: impl FnOnce(VarBuilder) -> Result<()>) -> Result<HashMap<String, Tensor>> {
+/// `prefill` names tensors created before `build` runs, for networks that
+/// only load optional parts they find (`contains_tensor`).
+fn random_tensors(dtype: DType, rng: &mut StdRng, prefill: &[(String, usize)], build: impl FnOnce(VarBuilder) -> Result<()>) -> Result<HashMap<String, Tensor>> {
     let varmap = VarMap::new();
+    for (name, len) in prefill {
+        varmap.get(*len, name, candle_nn::Init::Const(1.0), DType::F32, &Device::Cpu)?;
+    }
     build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
     let data = varmap.data().lock().map_err(|_| EngineError::Stopped)?;
     let mut names: Vec<&String> = data.keys().collect();

@@ -36,13 +36,14 @@ impl PipelineKind {
 
     /// Whether this build of the engine can run it.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Self::StableDiffusion | Self::StableDiffusionXl | Self::Flux)
+        matches!(self, Self::StableDiffusion | Self::StableDiffusionXl | Self::Flux | Self::StableDiffusion3)
     }
 
     /// Tokenizer folders the pipeline needs.
     fn tokenizers(self) -> &'static [&'static str] {
         match self {
             Self::StableDiffusion => &["tokenizer"],
+            Self::StableDiffusion3 => &["tokenizer", "tokenizer_2", "tokenizer_3"],
             _ => &["tokenizer", "tokenizer_2"],
         }
     }

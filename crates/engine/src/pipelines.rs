@@ -5,6 +5,7 @@
 
 pub mod flux;
 pub mod sd;
+pub mod sd3;
 
 use candle_core::{DType, Device, Tensor};
 use imagegate_core::{PromptPart, Sampler};
@@ -19,6 +20,8 @@ pub enum Pipeline {
     Sd(Box<sd::SdPipeline>),
     /// FLUX.1 schnell / dev.
     Flux(Box<flux::FluxPipeline>),
+    /// SD 3 / 3.5 (not `Send`: candle's MMDiT boxes its blocks).
+    Sd3(Box<sd3::Sd3Pipeline>),
 }
 
 impl Pipeline {
@@ -27,6 +30,8 @@ impl Pipeline {
         match crate::loader::read_kind(folder)? {
             crate::loader::PipelineKind::Flux if !loras.is_empty() => Err(EngineError::invalid("loras", "LoRAs are not implemented for FLUX yet")),
             crate::loader::PipelineKind::Flux => Ok(Self::Flux(Box::new(flux::FluxPipeline::load(folder, device, dtype)?))),
+            crate::loader::PipelineKind::StableDiffusion3 if !loras.is_empty() => Err(EngineError::invalid("loras", "LoRAs are not implemented for SD3 yet")),
+            crate::loader::PipelineKind::StableDiffusion3 => Ok(Self::Sd3(Box::new(sd3::Sd3Pipeline::load(folder, device, dtype)?))),
             _ => Ok(Self::Sd(Box::new(sd::SdPipeline::load_with_loras(folder, device, dtype, loras)?))),
         }
     }
@@ -36,6 +41,7 @@ impl Pipeline {
         match self {
             Self::Sd(p) => p.generate(req, on_step),
             Self::Flux(p) => p.generate(req, on_step),
+            Self::Sd3(p) => p.generate(req, on_step),
         }
     }
 }

@@ -7,3 +7,4 @@ mod flux;
 mod img2img;
 mod lora;
 mod sd;
+mod sd3;

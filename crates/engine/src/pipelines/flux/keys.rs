@@ -11,24 +11,24 @@ use candle_core::Tensor;
 use crate::error::{EngineError, Result};
 
 /// One BFL module made of one or more diffusers modules concatenated on dim 0.
-struct Rule {
-    bfl: String,
-    diffusers: Vec<String>,
+pub(crate) struct Rule {
+    pub(crate) bfl: String,
+    pub(crate) diffusers: Vec<String>,
     /// (BFL parameter, diffusers parameter) pairs; absent pairs are skipped.
-    params: &'static [(&'static str, &'static str)],
+    pub(crate) params: &'static [(&'static str, &'static str)],
     /// The final layer's modulation halves are swapped between the layouts.
-    swap_halves: bool,
+    pub(crate) swap_halves: bool,
 }
 
-const LINEAR: &[(&str, &str)] = &[("weight", "weight"), ("bias", "bias")];
-const RMS: &[(&str, &str)] = &[("scale", "weight")];
+pub(crate) const LINEAR: &[(&str, &str)] = &[("weight", "weight"), ("bias", "bias")];
+pub(crate) const RMS: &[(&str, &str)] = &[("scale", "weight")];
 
-fn rule(bfl: impl Into<String>, diffusers: &[String], params: &'static [(&'static str, &'static str)]) -> Rule {
+pub(crate) fn rule(bfl: impl Into<String>, diffusers: &[String], params: &'static [(&'static str, &'static str)]) -> Rule {
     Rule { bfl: bfl.into(), diffusers: diffusers.to_vec(), params, swap_halves: false }
 }
 
 /// Number of blocks `prefix.{i}.…` present in `names`.
-fn count_blocks<'a>(names: impl Iterator<Item = &'a String>, prefix: &str) -> usize {
+pub(crate) fn count_blocks<'a>(names: impl Iterator<Item = &'a String>, prefix: &str) -> usize {
     names.filter_map(|n| n.strip_prefix(prefix)?.split('.').next()?.parse::<usize>().ok()).map(|i| i + 1).max().unwrap_or(0)
 }
 
@@ -81,6 +81,11 @@ fn rules(double: usize, single: usize) -> Vec<Rule> {
     r
 }
 
+/// `module.param`, or the module alone for a bare tensor (empty param).
+fn join(module: &str, param: &str) -> String {
+    if param.is_empty() { module.to_string() } else { format!("{module}.{param}") }
+}
+
 /// `[a; b]` → `[b; a]` on dim 0.
 fn swap_halves(t: &Tensor) -> Result<Tensor> {
     let n = t.dim(0)? / 2;
@@ -94,22 +99,28 @@ pub fn is_diffusers(names: &HashMap<String, Tensor>) -> bool {
 
 /// diffusers tensors → BFL tensors (q/k/v fused). Unknown names are an error,
 /// so a model variant we do not map fails loudly instead of loading half.
-pub fn diffusers_to_bfl(mut t: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
+pub fn diffusers_to_bfl(t: HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
     let rules = rules(count_blocks(t.keys(), "transformer_blocks."), count_blocks(t.keys(), "single_transformer_blocks."));
+    fuse(t, &rules)
+}
+
+/// Applies `rules` from the split (diffusers) side to the fused side; every
+/// tensor must be claimed by a rule.
+pub(crate) fn fuse(mut t: HashMap<String, Tensor>, rules: &[Rule]) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
-    for r in &rules {
+    for r in rules {
         for (bp, dp) in r.params {
-            let parts: Vec<Option<Tensor>> = r.diffusers.iter().map(|d| t.remove(&format!("{d}.{dp}"))).collect();
+            let parts: Vec<Option<Tensor>> = r.diffusers.iter().map(|d| t.remove(&join(d, dp))).collect();
             if parts.iter().all(Option::is_none) {
                 continue;
             }
             let parts: Vec<Tensor> = parts.into_iter().collect::<Option<_>>().ok_or_else(|| EngineError::invalid("transformer", format!("{}: some of {:?} are missing", r.bfl, r.diffusers)))?;
             let fused = if parts.len() == 1 { parts[0].clone() } else { Tensor::cat(&parts, 0)? };
-            out.insert(format!("{}.{bp}", r.bfl), if r.swap_halves { swap_halves(&fused)? } else { fused });
+            out.insert(join(&r.bfl, bp), if r.swap_halves { swap_halves(&fused)? } else { fused });
         }
     }
     if let Some(name) = t.keys().next() {
-        return Err(EngineError::invalid("transformer", format!("unexpected FLUX tensor `{name}` (and {} more)", t.len() - 1)));
+        return Err(EngineError::invalid("transformer", format!("unexpected tensor `{name}` (and {} more)", t.len() - 1)));
     }
     Ok(out)
 }
@@ -119,16 +130,22 @@ pub fn diffusers_to_bfl(mut t: HashMap<String, Tensor>) -> Result<HashMap<String
 pub fn bfl_to_diffusers(t: &HashMap<String, Tensor>) -> Result<HashMap<String, Tensor>> {
     let hidden = t.get("img_in.weight").ok_or_else(|| EngineError::invalid("transformer", "no img_in.weight"))?.dim(0)?;
     let rules = rules(count_blocks(t.keys(), "double_blocks."), count_blocks(t.keys(), "single_blocks."));
+    split(t, &rules, hidden)
+}
+
+/// Applies `rules` from the fused side to the split side: fused tensors are
+/// cut into `hidden` rows per part, the last part taking the rest.
+pub(crate) fn split(t: &HashMap<String, Tensor>, rules: &[Rule], hidden: usize) -> Result<HashMap<String, Tensor>> {
     let mut out = HashMap::new();
-    for r in &rules {
+    for r in rules {
         for (bp, dp) in r.params {
-            let Some(fused) = t.get(&format!("{}.{bp}", r.bfl)) else { continue };
+            let Some(fused) = t.get(&join(&r.bfl, bp)) else { continue };
             let fused = if r.swap_halves { swap_halves(fused)? } else { fused.clone() };
             // q, k, v are `hidden` rows each; the single blocks' MLP input takes the rest.
             let mut start = 0;
             for (i, d) in r.diffusers.iter().enumerate() {
                 let len = if i + 1 == r.diffusers.len() { fused.dim(0)? - start } else { hidden };
-                out.insert(format!("{d}.{dp}"), fused.narrow(0, start, len)?);
+                out.insert(join(d, dp), fused.narrow(0, start, len)?);
                 start += len;
             }
         }
