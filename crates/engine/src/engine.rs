@@ -16,7 +16,7 @@ use imagegate_core::backend::Job;
 use imagegate_core::{Backend, BackendError, CancelFlag, Family, Generation, ModelEntry, ProgressSink};
 
 use crate::error::{EngineError, Result};
-use crate::loader::{PipelineKind, missing_files, pipeline_folder, read_kind};
+use crate::loader::{PipelineKind, checkpoint_file, missing_files, pipeline_folder, read_kind};
 use thread::{EngineCommand, EngineThread, GenerateCommand};
 
 /// Where the engine computes.
@@ -126,7 +126,8 @@ impl Engine {
     /// The folder a job's model id maps to.
     fn folder_for(&self, model_id: &str) -> PathBuf {
         let aliases = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
-        aliases.get(model_id).cloned().unwrap_or_else(|| self.models_dir.join(model_id))
+        let folder = self.models_dir.join(model_id);
+        aliases.get(model_id).cloned().unwrap_or_else(|| if folder.exists() { folder.clone() } else { checkpoint_file(&folder).unwrap_or(folder) })
     }
 
     /// Runs jobs on the engine thread and waits for all results, one command
@@ -186,7 +187,7 @@ impl Backend for Engine {
             return Err(format!("the local engine has no {kind:?} pipeline yet"));
         }
         let candidates = self.candidates(model);
-        let Some(folder) = candidates.iter().find_map(|p| pipeline_folder(p)) else {
+        let Some(folder) = candidates.iter().find_map(|p| pipeline_folder(p).or_else(|| checkpoint_file(p))) else {
             let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
             return Err(format!("weights for {} are missing: model_index.json (looked in {})", model.id, looked.join(", ")));
         };

@@ -23,11 +23,13 @@ use crate::models::configs::{UNetFile, VaeFile};
 use crate::models::unet::UNet;
 use crate::tokenize::{BOS, EOS, build_clip_tokenizer};
 
+mod checkpoint;
 mod flux;
 mod lora;
 mod sd3;
 mod sdxl;
 
+pub use checkpoint::write_checkpoint;
 pub use flux::{FluxVariant, TinyFlux, write_tiny_flux};
 pub use lora::{LoraLayout, write_tiny_lora};
 pub use sd3::write_tiny_sd3;

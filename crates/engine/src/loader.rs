@@ -72,6 +72,9 @@ impl PipelineKind {
 
 /// Reads the pipeline kind of a folder.
 pub fn read_kind(folder: &Path) -> Result<PipelineKind> {
+    if folder.is_file() {
+        return crate::checkpoint::checkpoint_kind(folder).ok_or_else(|| EngineError::bad_model(folder, "not an SD or SDXL single-file checkpoint"));
+    }
     let path = folder.join("model_index.json");
     let index: serde_json::Value = read_json(&path)?;
     let class = index.get("_class_name").and_then(|v| v.as_str()).unwrap_or_default();
@@ -103,6 +106,12 @@ pub fn weight_files(dir: &Path, stem: &str) -> Option<Vec<PathBuf>> {
 
 /// Files a pipeline folder needs that are absent, relative to the folder.
 pub fn missing_files(folder: &Path) -> Vec<String> {
+    if folder.is_file() {
+        return match checkpoint_template(folder) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![e.to_string()],
+        };
+    }
     if !folder.join("model_index.json").is_file() {
         return vec!["model_index.json".to_string()];
     }
@@ -184,9 +193,53 @@ pub fn pipeline_folder(path: &Path) -> Option<PathBuf> {
     snaps.into_iter().rev().find(|s| s.join("model_index.json").is_file())
 }
 
-/// Every pipeline directly under `models_dir`, by id: a folder's name, or
-/// `org/name` for a Hugging Face cache entry `models--org--name`.
+/// The diffusers folder a single-file checkpoint borrows its architecture,
+/// tokenizers and scheduler from: the first complete folder of its family
+/// (by id) next to it.
+pub fn checkpoint_template(file: &Path) -> Result<PathBuf> {
+    let kind = read_kind(file)?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    crate::checkpoint::template_for(&discover_folders(dir), kind).ok_or_else(|| EngineError::MissingWeights {
+        model: file.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        missing: format!("a complete diffusers {kind:?} folder (configs and tokenizers for the single-file checkpoint)"),
+        looked_in: dir.display().to_string(),
+    })
+}
+
+/// The single-file checkpoint `{path}.safetensors`, if it is one.
+pub fn checkpoint_file(path: &Path) -> Option<PathBuf> {
+    let file = PathBuf::from(format!("{}.safetensors", path.display()));
+    (file.is_file() && crate::checkpoint::checkpoint_kind(&file).is_some()).then_some(file)
+}
+
+/// Every pipeline directly under `models_dir`, by id: a folder's name,
+/// `org/name` for a Hugging Face cache entry `models--org--name`, or the
+/// stem of a single-file SD/SDXL checkpoint `*.safetensors` (LoRA files,
+/// which have no `model.diffusion_model.*` tensors, are not models).
 pub fn discover(models_dir: &Path) -> Vec<DiscoveredModel> {
+    let mut found = discover_folders(models_dir);
+    let Ok(entries) = std::fs::read_dir(models_dir) else {
+        return found;
+    };
+    let mut files: Vec<DiscoveredModel> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let path = e.path();
+            let id = path.file_name()?.to_str()?.strip_suffix(".safetensors")?.to_string();
+            let kind = crate::checkpoint::checkpoint_kind(&path)?;
+            let missing = missing_files(&path);
+            Some(DiscoveredModel { id, path, kind: Some(kind), missing })
+        })
+        .collect();
+    // A folder and a file of the same name: the folder wins.
+    files.retain(|f| !found.iter().any(|m| m.id == f.id));
+    found.extend(files);
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    found
+}
+
+/// The pipeline folders (not single files) directly under `models_dir`.
+pub fn discover_folders(models_dir: &Path) -> Vec<DiscoveredModel> {
     let Ok(entries) = std::fs::read_dir(models_dir) else {
         return Vec::new();
     };
@@ -208,6 +261,9 @@ pub fn discover(models_dir: &Path) -> Vec<DiscoveredModel> {
 
 /// Total bytes of a folder's weight files: the loaded size at the same dtype.
 pub fn weight_bytes(folder: &Path) -> u64 {
+    if folder.is_file() {
+        return std::fs::metadata(folder).map(|m| m.len()).unwrap_or(0);
+    }
     let Ok(kind) = read_kind(folder) else { return 0 };
     kind.components()
         .iter()

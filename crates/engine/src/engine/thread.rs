@@ -106,7 +106,7 @@ impl EngineThread {
             let hit = self.cache.remove(i);
             self.cache.push(hit);
         } else {
-            if !folder.join("model_index.json").is_file() {
+            if !folder.join("model_index.json").is_file() && !folder.is_file() {
                 return Err(EngineError::MissingWeights {
                     model: folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
                     missing: "model_index.json".into(),
