@@ -210,7 +210,8 @@ pub fn checkpoint_kind(file: &Path) -> Option<PipelineKind> {
     // SAFETY: mapped read-only to list names; the engine never writes model files.
     let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(file) }.ok()?;
     let names: Vec<String> = st.tensors().into_iter().map(|(n, _)| n).collect();
-    if !names.iter().any(|n| n.starts_with("model.diffusion_model.")) {
+    // A UNet: SD3 and FLUX single files also use `model.diffusion_model.` but have no input blocks.
+    if !names.iter().any(|n| n.starts_with("model.diffusion_model.input_blocks.")) {
         return None;
     }
     Some(if names.iter().any(|n| n.starts_with("conditioner.embedders.1.")) { PipelineKind::StableDiffusionXl } else { PipelineKind::StableDiffusion })

@@ -201,6 +201,17 @@ impl Backend for Engine {
             Ok(k) => return Err(format!("{} is a {k:?} folder but {} is {}", folder.display(), model.id, model.family.as_str())),
             Err(e) => return Err(e.to_string()),
         }
+        let dev_wanted = match model.family {
+            Family::FluxDev => Some(true),
+            Family::FluxSchnell => Some(false),
+            _ => None,
+        };
+        if let (Some(wanted), Some(is_dev)) = (dev_wanted, crate::loader::flux_is_dev(folder))
+            && wanted != is_dev
+        {
+            let found = if is_dev { "FLUX.1 dev" } else { "FLUX.1 schnell" };
+            return Err(format!("{} holds {found} but {} is {}", folder.display(), model.id, model.family.as_str()));
+        }
         if folder != &self.models_dir.join(&model.id) {
             self.aliases.lock().unwrap_or_else(|p| p.into_inner()).insert(model.id.clone(), folder.clone());
         }

@@ -161,6 +161,19 @@ pub fn bfl_file(folder: &Path, component: &str) -> Option<PathBuf> {
     }
 }
 
+/// Whether a FluxPipeline folder holds dev (guidance embedding) rather than
+/// schnell: `transformer/config.json`'s `guidance_embeds`, else whether the
+/// BFL file has `guidance_in` tensors. `None` when neither can be read.
+pub fn flux_is_dev(folder: &Path) -> Option<bool> {
+    if let Ok(v) = read_json::<serde_json::Value>(&folder.join("transformer/config.json")) {
+        return v.get("guidance_embeds").and_then(|g| g.as_bool());
+    }
+    let file = bfl_file(folder, "transformer")?;
+    // SAFETY: mapped read-only to list names; the engine never writes model files.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&file) }.ok()?;
+    Some(st.get("guidance_in.in_layer.weight").is_ok())
+}
+
 /// A pipeline folder found under the models directory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscoveredModel {
@@ -215,7 +228,7 @@ pub fn checkpoint_file(path: &Path) -> Option<PathBuf> {
 /// Every pipeline directly under `models_dir`, by id: a folder's name,
 /// `org/name` for a Hugging Face cache entry `models--org--name`, or the
 /// stem of a single-file SD/SDXL checkpoint `*.safetensors` (LoRA files,
-/// which have no `model.diffusion_model.*` tensors, are not models).
+/// which have no `model.diffusion_model.input_blocks.*` tensors, are not models).
 pub fn discover(models_dir: &Path) -> Vec<DiscoveredModel> {
     let mut found = discover_folders(models_dir);
     let Ok(entries) = std::fs::read_dir(models_dir) else {

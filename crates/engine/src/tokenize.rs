@@ -3,6 +3,7 @@
 //! and 2.x repos ship), with the same normaliser and pre-tokeniser as
 //! transformers' `CLIPTokenizerFast`. Start/end tokens and padding to the
 //! context length are added here, so both layouts give identical ids.
+//! Also T5's fixed-length rows (FLUX, SD3) from a `tokenizer.json`.
 
 use std::path::Path;
 

@@ -142,3 +142,23 @@ async fn flux_tasks_come_back_as_pngs_and_repeat_by_seed() {
     assert_eq!(img.bytes, b.images[0].bytes);
     assert_ne!(img.bytes, c.images[0].bytes);
 }
+
+#[test]
+fn serves_tells_schnell_from_dev_and_names_missing_flux_files() {
+    let engine = Engine::start(EngineConfig::new(flux_dir())).expect("engine starts");
+    let mut entry = Catalog::builtin().models()[0].clone();
+    (entry.id, entry.family, entry.weights) = ("flux-schnell".into(), Family::FluxDev, None);
+    assert!(engine.serves(&entry).unwrap_err().contains("schnell"));
+    (entry.id, entry.family) = ("flux-dev-bfl".into(), Family::FluxSchnell);
+    assert!(engine.serves(&entry).unwrap_err().contains("dev"));
+    (entry.id, entry.family) = ("flux-dev".into(), Family::Sd15);
+    assert!(engine.serves(&entry).is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_flux(&dir.path().join("half"), &TinyFlux::default()).unwrap();
+    std::fs::remove_file(dir.path().join("half/transformer/diffusion_pytorch_model.safetensors")).unwrap();
+    let partial = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    (entry.id, entry.family) = ("half".into(), Family::FluxSchnell);
+    let why = partial.serves(&entry).unwrap_err();
+    assert!(why.contains("transformer/diffusion_pytorch_model.safetensors"), "{why}");
+}
