@@ -30,7 +30,7 @@ mod sd3;
 mod sdxl;
 
 pub use checkpoint::write_checkpoint;
-pub use flux::{FluxVariant, TinyFlux, write_tiny_flux};
+pub use flux::{FluxVariant, TinyFlux, write_tiny_flux, write_tiny_flux_lora};
 pub use lora::{LoraLayout, write_tiny_lora};
 pub use sd3::write_tiny_sd3;
 pub use sdxl::write_tiny_sdxl;

@@ -50,8 +50,12 @@ pub const TEXT_ENCODER: Component = Component { kohya: &["lora_te_", "lora_te1_"
 /// SDXL's second text encoder.
 pub const TEXT_ENCODER_2: Component = Component { kohya: &["lora_te2_"], diffusers: "text_encoder_2." };
 
+/// A FLUX transformer addressed by diffusers/PEFT names (`transformer.transformer_blocks.0.attn.to_q`);
+/// kohya FLUX LoRAs use [`UNET`]'s `lora_unet_` with BFL names (`double_blocks_0_img_attn_qkv`).
+pub const TRANSFORMER: Component = Component { kohya: &[], diffusers: "transformer." };
+
 /// Every component a LoRA may address; keys under none of them are an error.
-const ALL: [Component; 3] = [UNET, TEXT_ENCODER, TEXT_ENCODER_2];
+const ALL: [Component; 4] = [UNET, TEXT_ENCODER, TEXT_ENCODER_2, TRANSFORMER];
 
 /// Splits `key` into (component, module, part) where part is `down`, `up` or `alpha`.
 fn parse_key(key: &str) -> Option<(usize, String, &'static str, bool)> {
@@ -80,6 +84,24 @@ fn parse_key(key: &str) -> Option<(usize, String, &'static str, bool)> {
         }
     }
     None
+}
+
+/// Refuses a LoRA with keys for components outside `allowed` (a FLUX
+/// LoRA's `transformer.` keys on an SD model), which would otherwise be
+/// skipped and leave the image silently unstyled.
+pub fn check_components(loras: &[LoraRef], allowed: &[Component]) -> Result<()> {
+    for lora in loras {
+        // SAFETY: mapped read-only to list names.
+        let st = unsafe { MmapedSafetensors::new(&lora.path)? };
+        for (key, _) in st.tensors() {
+            if let Some((ci, ..)) = parse_key(&key)
+                && !allowed.iter().any(|a| a.diffusers == ALL[ci].diffusers)
+            {
+                return Err(EngineError::invalid("loras", format!("{}: `{key}` is for a {} this model does not have", lora.path.display(), ALL[ci].diffusers.trim_end_matches('.'))));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The deltas all `loras` make to one component whose weights are `base`.
@@ -175,19 +197,38 @@ struct LoraBackend {
 impl LoraBackend {
     fn merged(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let base = self.inner.load(name, dev)?;
-        let Some(deltas) = self.deltas.get(name) else { return base.to_dtype(dtype) };
-        let shape = base.shape().clone();
-        let mut w = base.to_dtype(DType::F32)?;
-        for d in deltas {
-            // up [out, r, (1, 1)] @ down [r, in, (kh, kw)] -> the base weight's shape.
-            let (out_dim, r) = (d.up.dim(0)?, d.up.dim(1)?);
-            let up = d.up.reshape((out_dim, r))?.to_device(dev)?;
-            let down = d.down.reshape((r, ()))?.to_device(dev)?;
-            let delta = up.matmul(&down)?.reshape(&shape)?;
-            w = (w + delta.affine(d.factor, 0.0)?)?;
+        match self.deltas.get(name) {
+            None => base.to_dtype(dtype),
+            Some(deltas) => apply(&base, deltas, dtype),
         }
-        w.to_dtype(dtype)
     }
+}
+
+/// `base + Σ factor · up @ down`, computed in f32, returned at `dtype`.
+fn apply(base: &Tensor, deltas: &[Delta], dtype: DType) -> candle_core::Result<Tensor> {
+    let (shape, dev) = (base.shape().clone(), base.device());
+    let mut w = base.to_dtype(DType::F32)?;
+    for d in deltas {
+        // up [out, r, (1, 1)] @ down [r, in, (kh, kw)] -> the base weight's shape.
+        let (out_dim, r) = (d.up.dim(0)?, d.up.dim(1)?);
+        let up = d.up.reshape((out_dim, r))?.to_device(dev)?;
+        let down = d.down.reshape((r, ()))?.to_device(dev)?;
+        let delta = up.matmul(&down)?.reshape(&shape)?;
+        w = (w + delta.affine(d.factor, 0.0)?)?;
+    }
+    w.to_dtype(dtype)
+}
+
+/// Merges what `loras` make to `component` into an in-memory weight map
+/// (FLUX, whose weights are re-fused in memory), keeping each tensor's dtype.
+pub fn merge_into(tensors: &mut HashMap<String, Tensor>, loras: &[LoraRef], component: Component) -> Result<()> {
+    let deltas = deltas_for(loras, component, || Ok(tensors.keys().cloned().collect()))?;
+    for (name, ds) in deltas {
+        if let Some(t) = tensors.get_mut(&name) {
+            *t = apply(t, &ds, t.dtype())?;
+        }
+    }
+    Ok(())
 }
 
 impl SimpleBackend for LoraBackend {

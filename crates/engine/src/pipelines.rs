@@ -29,15 +29,18 @@ impl Pipeline {
     /// single-file checkpoint `folder` is), with `loras` merged.
     pub fn load(folder: &std::path::Path, device: &Device, dtype: DType, loras: &[crate::lora::LoraRef]) -> Result<Self> {
         match crate::loader::read_kind(folder)? {
-            crate::loader::PipelineKind::Flux if !loras.is_empty() => Err(EngineError::invalid("loras", "LoRAs are not implemented for FLUX yet")),
-            crate::loader::PipelineKind::Flux => Ok(Self::Flux(Box::new(flux::FluxPipeline::load(folder, device, dtype)?))),
+            crate::loader::PipelineKind::Flux => Ok(Self::Flux(Box::new(flux::FluxPipeline::load_with_loras(folder, device, dtype, loras)?))),
             crate::loader::PipelineKind::StableDiffusion3 if !loras.is_empty() => Err(EngineError::invalid("loras", "LoRAs are not implemented for SD3 yet")),
             crate::loader::PipelineKind::StableDiffusion3 => Ok(Self::Sd3(Box::new(sd3::Sd3Pipeline::load(folder, device, dtype)?))),
             _ if folder.is_file() => {
+                crate::lora::check_components(loras, &[crate::lora::UNET, crate::lora::TEXT_ENCODER, crate::lora::TEXT_ENCODER_2])?;
                 let template = crate::loader::checkpoint_template(folder)?;
                 Ok(Self::Sd(Box::new(sd::SdPipeline::load_checkpoint(folder, &template, device, dtype, loras)?)))
             }
-            _ => Ok(Self::Sd(Box::new(sd::SdPipeline::load_with_loras(folder, device, dtype, loras)?))),
+            _ => {
+                crate::lora::check_components(loras, &[crate::lora::UNET, crate::lora::TEXT_ENCODER, crate::lora::TEXT_ENCODER_2])?;
+                Ok(Self::Sd(Box::new(sd::SdPipeline::load_with_loras(folder, device, dtype, loras)?)))
+            }
         }
     }
 

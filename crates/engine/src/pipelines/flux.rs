@@ -20,7 +20,7 @@ use imagegate_core::Sampler;
 use super::{BatchRequest, ImageRequest, blend, init_latents, split_batch};
 use crate::error::{EngineError, Result};
 use crate::loader::{PipelineKind, missing_files, read_kind, weight_files};
-use crate::lora;
+use crate::lora::{self, LoraRef};
 use crate::models::clip::{ClipTextConfig, ClipTextEncoder};
 use crate::models::configs::read_json;
 use crate::samplers::flow_euler::{FlowShift, flow_sigmas};
@@ -61,6 +61,13 @@ impl FluxPipeline {
     /// Loads a FluxPipeline folder (diffusers components, or BFL's
     /// `flux1-*.safetensors` / `ae.safetensors` at its root) at `dtype`.
     pub fn load(folder: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_with_loras(folder, device, dtype, &[])
+    }
+
+    /// [`Self::load`] with `loras` merged into the transformer (diffusers/PEFT
+    /// `transformer.…` keys or kohya `lora_unet_` keys on BFL names) and the
+    /// text encoders (`text_encoder.…`, `lora_te1_…`).
+    pub fn load_with_loras(folder: &Path, device: &Device, dtype: DType, loras: &[LoraRef]) -> Result<Self> {
         let missing = missing_files(folder);
         if !missing.is_empty() {
             return Err(EngineError::MissingWeights {
@@ -75,12 +82,12 @@ impl FluxPipeline {
         let files = |c: &str| weight_files(&folder.join(c), "model").ok_or_else(|| EngineError::bad_model(folder.join(c), "no weights"));
         let clip_cfg: ClipTextConfig = read_json(&folder.join("text_encoder/config.json"))?;
         let clip_tokenizer = ClipTokenizer::load(&folder.join("tokenizer"), clip_cfg.max_position_embeddings)?;
-        let clip = ClipTextEncoder::new(lora::var_builder(&files("text_encoder")?, &[], lora::TEXT_ENCODER, dtype, device)?, clip_cfg)?;
+        let clip = ClipTextEncoder::new(lora::var_builder(&files("text_encoder")?, loras, lora::TEXT_ENCODER, dtype, device)?, clip_cfg)?;
         let t5_cfg: t5::Config = read_json(&folder.join("text_encoder_2/config.json"))?;
         // T5 overflows in f16 (its activations exceed 65504); bf16 keeps f32's range.
         let t5_dtype = if dtype == DType::F16 { DType::BF16 } else { dtype };
-        let t5 = T5EncoderModel::load(lora::var_builder(&files("text_encoder_2")?, &[], lora::TEXT_ENCODER_2, t5_dtype, device)?, &t5_cfg)?;
-        let (model, cfg) = load_transformer(folder, dtype, device)?;
+        let t5 = T5EncoderModel::load(lora::var_builder(&files("text_encoder_2")?, loras, lora::TEXT_ENCODER_2, t5_dtype, device)?, &t5_cfg)?;
+        let (model, cfg) = load_transformer(folder, dtype, device, loras)?;
         // diffusers' default max_sequence_length: 256 for schnell, 512 for dev.
         let default_len = if cfg.guidance_embed { 512 } else { 256 };
         let t5_len = T5Tokenizer::model_max_length(&folder.join("tokenizer_2")).map_or(default_len, |n| n.min(default_len));

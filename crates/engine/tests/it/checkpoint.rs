@@ -89,3 +89,23 @@ async fn the_engine_serves_a_checkpoint_with_the_pixels_of_its_folder() {
     let pixels = |bytes: &[u8]| image::load_from_memory(bytes).unwrap().to_rgb8().into_raw();
     assert_eq!(pixels(&a.images[0].bytes), pixels(&b.images[0].bytes));
 }
+
+#[test]
+fn a_lora_merges_into_a_checkpoint_as_into_its_folder() {
+    use imagegate_engine::lora::LoraRef;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("tiny-sd15");
+    write_tiny_sd(&folder, &TinySd::default()).unwrap();
+    let file = dir.path().join("ckpt.safetensors");
+    write_checkpoint(&folder, &file).unwrap();
+    for layout in [LoraLayout::Kohya, LoraLayout::Diffusers] {
+        let lora = dir.path().join(format!("{layout:?}.safetensors"));
+        write_tiny_lora(&lora, &folder, layout, 4, 7).unwrap();
+        let loras = [LoraRef { path: lora, scale: 1.0 }];
+        let a = draw(&SdPipeline::load_with_loras(&folder, &Device::Cpu, DType::F32, &loras).unwrap());
+        let b = draw(&SdPipeline::load_checkpoint(&file, &folder, &Device::Cpu, DType::F32, &loras).unwrap());
+        let base = draw(&SdPipeline::load(&folder, &Device::Cpu, DType::F32).unwrap());
+        assert!(max_diff(&a, &b) < 1e-5, "{layout:?}");
+        assert!(max_diff(&a, &base) > 1e-3, "{layout:?}: the LoRA changes the image");
+    }
+}

@@ -162,3 +162,28 @@ fn serves_tells_schnell_from_dev_and_names_missing_flux_files() {
     let why = partial.serves(&entry).unwrap_err();
     assert!(why.contains("transformer/diffusion_pytorch_model.safetensors"), "{why}");
 }
+
+#[test]
+fn a_flux_lora_at_scale_zero_is_the_base_model_and_at_one_changes_the_image() {
+    use imagegate_engine::lora::LoraRef;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flux-style.safetensors");
+    imagegate_engine::fixtures::write_tiny_flux_lora(&path, 4, 3).unwrap();
+    let req = request(vec![item("a photo of a cat", 5, 3.5)]);
+    for id in ["flux-dev", "flux-dev-bfl"] {
+        let folder = flux_dir().join(id);
+        let with = |scale: f32| {
+            let loras = [LoraRef { path: path.clone(), scale }];
+            FluxPipeline::load_with_loras(&folder, &Device::Cpu, DType::F32, &loras).expect("lora merges")
+        };
+        let base = run(&load(id), &req);
+        assert_eq!(max_diff(&base[0], &run(&with(0.0), &req)[0]), 0.0, "{id}: scale 0 is the base model");
+        assert!(max_diff(&base[0], &run(&with(1.0), &req)[0]) > 1e-3, "{id}: the LoRA changes the image");
+    }
+    // An SD LoRA on FLUX, and a FLUX LoRA on SD, are refused rather than skipped.
+    let sd_lora = crate::fixtures::models_dir().join("loras/style.safetensors");
+    let loras = [LoraRef { path: sd_lora, scale: 1.0 }];
+    assert!(FluxPipeline::load_with_loras(&flux_dir().join("flux-dev"), &Device::Cpu, DType::F32, &loras).is_err());
+    let loras = [LoraRef { path, scale: 1.0 }];
+    assert!(imagegate_engine::pipelines::Pipeline::load(&crate::fixtures::model("tiny-sd15"), &Device::Cpu, DType::F32, &loras).is_err());
+}

@@ -13,9 +13,10 @@ use candle_transformers::models::flux::autoencoder::{AutoEncoder, Config as AeCo
 use candle_transformers::models::flux::model::{Config, Flux};
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 
-use super::keys::{diffusers_to_bfl, is_diffusers};
+use super::keys::{bfl_to_diffusers, diffusers_to_bfl, is_diffusers};
 use crate::error::{EngineError, Result};
 use crate::loader::{bfl_file, weight_files};
+use crate::lora::{self, LoraRef};
 use crate::models::configs::{VaeFile, read_json};
 
 /// The FLUX autoencoder in whichever layout the folder has; both run in f32.
@@ -91,16 +92,24 @@ fn flux_config(t: &HashMap<String, Tensor>, folder: &Path) -> Result<Config> {
 }
 
 /// The transformer at `dtype`, and whether it embeds guidance (dev) or not (schnell).
-pub fn load_transformer(folder: &Path, dtype: DType, device: &Device) -> Result<(Flux, Config)> {
+pub fn load_transformer(folder: &Path, dtype: DType, device: &Device, loras: &[LoraRef]) -> Result<(Flux, Config)> {
     let files = match weight_files(&folder.join("transformer"), "diffusion_pytorch_model") {
         Some(f) => f,
         None => vec![bfl_file(folder, "transformer").ok_or_else(|| missing(folder, "transformer/diffusion_pytorch_model.safetensors or flux1-*.safetensors"))?],
     };
     // Read into memory: the diffusers layout must be re-fused anyway.
     let mut tensors = load_all(&files)?;
+    if !loras.is_empty() {
+        // diffusers/PEFT LoRAs address split q/k/v: merge them before fusing.
+        let mut split = if is_diffusers(&tensors) { tensors } else { bfl_to_diffusers(&tensors)? };
+        lora::merge_into(&mut split, loras, lora::TRANSFORMER)?;
+        tensors = split;
+    }
     if is_diffusers(&tensors) {
         tensors = diffusers_to_bfl(tensors)?;
     }
+    // kohya FLUX LoRAs (`lora_unet_double_blocks_0_img_attn_qkv`) address BFL's fused names.
+    lora::merge_into(&mut tensors, loras, lora::UNET)?;
     let cfg = flux_config(&tensors, folder)?;
     let vb = VarBuilder::from_tensors(tensors, dtype, device);
     Ok((Flux::new(&cfg, vb)?, cfg))
