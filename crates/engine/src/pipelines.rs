@@ -116,6 +116,21 @@ pub fn img2img_sigmas(sigmas: &[f64], strength: f32) -> Vec<f64> {
     sigmas[steps - run..].to_vec()
 }
 
+/// Image-to-image start for flow-matching models: `x = (1 - s) z0 + s eps`
+/// at `sigma`, the first noise level run; `z0` is `[B, C, h, w]` f32.
+pub(crate) fn flow_img2img_latents(z0: &Tensor, noise: &mut NoiseSource, sigma: f64) -> Result<Tensor> {
+    let eps = noise.randn_like(z0)?;
+    Ok((z0.affine(1.0 - sigma, 0.0)? + eps.affine(sigma, 0.0)?)?)
+}
+
+/// Samples a VAE posterior `(mean, logvar)` with seeded noise, then shifts
+/// and scales it into the latent space the model sees.
+pub(crate) fn sample_posterior(mean: &Tensor, logvar: &Tensor, noise: &mut NoiseSource, shift: f64, scale: f64) -> Result<Tensor> {
+    let std = logvar.affine(0.5, 0.0)?.exp()?;
+    let z = (mean + (std * noise.randn_like(mean)?)?)?;
+    Ok(z.affine(scale, -shift * scale)?)
+}
+
 /// Init images `[B, 3, H, W]` in `[-1, 1]` (f32).
 pub(crate) fn init_pixels(items: &[ImageRequest], device: &Device) -> Result<Tensor> {
     let rows = items

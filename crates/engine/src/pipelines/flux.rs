@@ -17,7 +17,7 @@ use candle_transformers::models::flux::model::Flux;
 use candle_transformers::models::t5::{self, T5EncoderModel};
 use imagegate_core::Sampler;
 
-use super::{BatchRequest, ImageRequest, blend, init_latents, split_batch};
+use super::{BatchRequest, ImageRequest, blend, flow_img2img_latents, img2img_sigmas, init_latents, init_pixels, split_batch};
 use crate::error::{EngineError, Result};
 use crate::loader::{PipelineKind, missing_files, read_kind, weight_files};
 use crate::lora::{self, LoraRef};
@@ -115,20 +115,25 @@ impl FluxPipeline {
         if req.sampler != Sampler::FlowEuler {
             return Err(EngineError::invalid("sampler", format!("FLUX samples with FLOW_EULER only, not {}", req.sampler)));
         }
-        if req.strength.is_some() {
-            return Err(EngineError::invalid("init_image", "image-to-image is not implemented for FLUX yet"));
-        }
         // 8× VAE downscale, then 2×2 patches.
         if !req.width.is_multiple_of(16) || !req.height.is_multiple_of(16) || req.width == 0 || req.height == 0 {
             return Err(EngineError::invalid("size", "width and height must be positive multiples of 16 for FLUX"));
         }
         let (h, w) = (req.height / 8, req.width / 8);
         let context = encode_prompt(self, &req.items)?;
-        let sigmas = schedule(&self.shift, req.steps, (h / 2) * (w / 2));
+        let mut sigmas = schedule(&self.shift, req.steps, (h / 2) * (w / 2));
         let seeds: Vec<u64> = req.items.iter().map(|i| i.seed).collect();
         let mut noise = NoiseSource::new(&seeds);
         let sampler = sampler_for(Sampler::FlowEuler);
-        let latents = init_latents(&mut noise, [self.latent_channels, h, w], sampler.init_noise_sigma(&sigmas), &self.device)?;
+        let latents = match req.strength {
+            None => init_latents(&mut noise, [self.latent_channels, h, w], sampler.init_noise_sigma(&sigmas), &self.device)?,
+            Some(strength) => {
+                sigmas = img2img_sigmas(&sigmas, strength);
+                // Posterior noise is drawn before the latent noise, as for SD.
+                let z0 = self.vae.encode(&init_pixels(&req.items, &self.device)?, &mut noise)?;
+                flow_img2img_latents(&z0, &mut noise, sigmas[0])?
+            }
+        };
         let mut denoiser = FluxDenoiser { pipe: self, img_ids: img_ids(req.items.len(), h / 2, w / 2, &self.device)?.to_dtype(self.dtype)?, context };
         let mut args = SampleArgs { denoiser: &mut denoiser, noise: &mut noise, on_step };
         let latents = denoise(sampler.as_ref(), latents, &sigmas, &mut args)?;

@@ -17,12 +17,13 @@ use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use candle_transformers::models::t5::{self, T5EncoderModel};
 use imagegate_core::Sampler;
 
-use super::{BatchRequest, ImageRequest, blend, init_latents, split_batch};
+use super::{BatchRequest, ImageRequest, blend, flow_img2img_latents, img2img_sigmas, init_latents, init_pixels, sample_posterior, split_batch};
 use crate::error::{EngineError, Result};
 use crate::loader::{PipelineKind, missing_files, read_kind, weight_files};
 use crate::lora;
 use crate::models::clip::{ClipTextConfig, ClipTextEncoder};
 use crate::models::configs::{VaeFile, read_json};
+use crate::models::vae_encoder::VaeEncoder;
 use crate::samplers::flow_euler::{FlowShift, flow_sigmas};
 use crate::samplers::{Denoiser, NoiseSource, SampleArgs, StepHook, sampler_for};
 use crate::tokenize::{ClipTokenizer, T5Tokenizer};
@@ -41,6 +42,7 @@ pub struct Sd3Pipeline {
     /// Not `Send` (boxed blocks): the pipeline lives on the engine thread.
     model: MMDiT,
     vae: AutoEncoderKL,
+    vae_encoder: VaeEncoder,
     vae_file: VaeFile,
     shift: FlowShift,
     device: Device,
@@ -121,11 +123,12 @@ impl Sd3Pipeline {
         let model = MMDiT::new(&cfg, false, VarBuilder::from_tensors(tensors, MMDIT_DTYPE, device))?;
         let vae_file: VaeFile = read_json(&folder.join("vae/config.json"))?;
         let vae_vb = lora::var_builder(&files("vae", "diffusion_pytorch_model")?, &[], lora::UNET, DType::F32, device)?;
-        let vae = AutoEncoderKL::new(vae_vb, vae_file.in_channels, vae_file.out_channels, vae_file.to_candle())?;
+        let vae = AutoEncoderKL::new(vae_vb.clone(), vae_file.in_channels, vae_file.out_channels, vae_file.to_candle())?;
+        let vae_encoder = VaeEncoder::new(vae_vb, &vae_file)?;
         let sched = folder.join("scheduler/scheduler_config.json");
         let shift = if sched.is_file() { read_json(&sched)? } else { FlowShift::constant(3.0) };
         tracing::info!(folder = %folder.display(), depth = cfg.depth, "loaded SD3 pipeline");
-        Ok(Self { clips, t5_tokenizer, t5: Mutex::new(t5), t5_dim: t5_cfg.d_model, model, vae, vae_file, shift, device: device.clone() })
+        Ok(Self { clips, t5_tokenizer, t5: Mutex::new(t5), t5_dim: t5_cfg.d_model, model, vae, vae_encoder, vae_file, shift, device: device.clone() })
     }
 
     /// Runs a batch; one `[3, H, W]` f32 image in `[0, 1]` per item.
@@ -133,18 +136,25 @@ impl Sd3Pipeline {
         if req.sampler != Sampler::FlowEuler {
             return Err(EngineError::invalid("sampler", format!("SD3 samples with FLOW_EULER only, not {}", req.sampler)));
         }
-        if req.strength.is_some() {
-            return Err(EngineError::invalid("init_image", "image-to-image is not implemented for SD3 yet"));
-        }
         let f = self.vae_file.downscale() * 2;
         if !req.width.is_multiple_of(f) || !req.height.is_multiple_of(f) || req.width == 0 || req.height == 0 {
             return Err(EngineError::invalid("size", format!("width and height must be positive multiples of {f} for SD3")));
         }
         let context = encode_prompt(self, &req.items)?;
-        let sigmas = flow_sigmas(req.steps, self.shift.shift_for(0));
+        let mut sigmas = flow_sigmas(req.steps, self.shift.shift_for(0));
         let mut noise = NoiseSource::new(&req.items.iter().map(|i| i.seed).collect::<Vec<_>>());
         let (h, w) = (req.height / self.vae_file.downscale(), req.width / self.vae_file.downscale());
-        let latents = init_latents(&mut noise, [self.vae_file.latent_channels, h, w], 1.0, &self.device)?;
+        let latents = match req.strength {
+            None => init_latents(&mut noise, [self.vae_file.latent_channels, h, w], 1.0, &self.device)?,
+            Some(strength) => {
+                sigmas = img2img_sigmas(&sigmas, strength);
+                // Posterior noise first, then the latent noise, as for SD.
+                let (mean, logvar) = self.vae_encoder.moments(&init_pixels(&req.items, &self.device)?)?;
+                let f = &self.vae_file;
+                let z0 = sample_posterior(&mean, &logvar, &mut noise, f.shift_factor.unwrap_or(0.0), f.scaling_factor)?;
+                flow_img2img_latents(&z0, &mut noise, sigmas[0])?
+            }
+        };
         let sampler = sampler_for(Sampler::FlowEuler);
         let mut denoiser = Sd3Denoiser { pipe: self, context };
         let mut args = SampleArgs { denoiser: &mut denoiser, noise: &mut noise, on_step };

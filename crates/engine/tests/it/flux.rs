@@ -187,3 +187,36 @@ fn a_flux_lora_at_scale_zero_is_the_base_model_and_at_one_changes_the_image() {
     let loras = [LoraRef { path, scale: 1.0 }];
     assert!(imagegate_engine::pipelines::Pipeline::load(&crate::fixtures::model("tiny-sd15"), &Device::Cpu, DType::F32, &loras).is_err());
 }
+
+/// A 64×48 init image: a diagonal gradient in `shade`.
+fn init_image(shade: u8) -> imagegate_engine::input::InitPixels {
+    let rgb = (0..48usize).flat_map(|y| (0..64usize).flat_map(move |x| [shade, ((x + y) * 2) as u8, 255 - shade])).collect();
+    imagegate_engine::input::InitPixels { width: 64, height: 48, rgb }
+}
+
+/// Image-to-image on a flow model: follows the init image, repeats by seed,
+/// batches like one-by-one; shared by the FLUX and SD3 tests.
+pub fn check_flow_img2img(generate: &dyn Fn(&BatchRequest) -> Vec<Tensor>) {
+    let with_init = |shade: u8, seed: u64| {
+        let mut it = item("a photo of a cat", seed, 3.5);
+        it.init = Some(init_image(shade));
+        it
+    };
+    let req = |items: Vec<ImageRequest>| BatchRequest { strength: Some(0.5), ..request(items) };
+    let dark = generate(&req(vec![with_init(0, 1)]));
+    let again = generate(&req(vec![with_init(0, 1)]));
+    let light = generate(&req(vec![with_init(250, 1)]));
+    assert_eq!(dark[0].dims(), &[3, 48, 64]);
+    assert_eq!(max_diff(&dark[0], &again[0]), 0.0);
+    assert!(max_diff(&dark[0], &light[0]) > 0.05, "the init image shapes the result");
+    let both = generate(&req(vec![with_init(0, 1), with_init(250, 1)]));
+    assert!(max_diff(&both[0], &dark[0]) < 1e-4 && max_diff(&both[1], &light[0]) < 1e-4);
+}
+
+#[test]
+fn flux_image_to_image_follows_the_init_image_in_both_vae_layouts() {
+    for id in ["flux-dev", "flux-schnell-bfl-ae"] {
+        let pipe = load(id);
+        check_flow_img2img(&|req| run(&pipe, req));
+    }
+}

@@ -104,3 +104,9 @@ async fn sd3_tasks_come_back_as_pngs_and_repeat_by_seed() {
     assert_eq!(a.images[0].bytes, b.images[0].bytes);
     assert_ne!(a.images[0].bytes, c.images[0].bytes);
 }
+
+#[test]
+fn sd3_image_to_image_follows_the_init_image() {
+    let pipe = load();
+    crate::flux::check_flow_img2img(&|req| run(&pipe, req));
+}

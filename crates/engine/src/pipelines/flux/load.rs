@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::flux::autoencoder::{AutoEncoder, Config as AeConfig};
+use candle_transformers::models::flux::autoencoder::{AutoEncoder, Config as AeConfig, Encoder};
 use candle_transformers::models::flux::model::{Config, Flux};
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 
@@ -18,24 +18,44 @@ use crate::error::{EngineError, Result};
 use crate::loader::{bfl_file, weight_files};
 use crate::lora::{self, LoraRef};
 use crate::models::configs::{VaeFile, read_json};
+use crate::models::vae_encoder::VaeEncoder;
+use crate::pipelines::sample_posterior;
+use crate::samplers::NoiseSource;
 
 /// The FLUX autoencoder in whichever layout the folder has; both run in f32.
 pub enum FluxVae {
     /// diffusers `vae/` (16 latent channels, no quant convs), with its config.
-    Diffusers(AutoEncoderKL, VaeFile),
-    /// BFL `ae.safetensors`; scale and shift are applied inside candle's module.
-    Bfl(AutoEncoder),
+    Diffusers(AutoEncoderKL, VaeEncoder, VaeFile),
+    /// BFL `ae.safetensors`; scale and shift are applied inside candle's
+    /// module when decoding, by us when encoding (candle's samples unseeded).
+    Bfl(AutoEncoder, Encoder, AeConfig),
 }
 
 impl FluxVae {
+    /// Images `[B, 3, H, W]` in `[-1, 1]` → latents `[B, C, h, w]` as the
+    /// transformer sees them, the posterior sampled with seeded noise.
+    pub fn encode(&self, images: &Tensor, noise: &mut NoiseSource) -> Result<Tensor> {
+        match self {
+            Self::Diffusers(_, enc, f) => {
+                let (mean, logvar) = enc.moments(images)?;
+                sample_posterior(&mean, &logvar, noise, f.shift_factor.unwrap_or(0.0), f.scaling_factor)
+            }
+            Self::Bfl(_, enc, cfg) => {
+                let moments = images.apply(enc)?;
+                let c = moments.dim(1)? / 2;
+                sample_posterior(&moments.narrow(1, 0, c)?, &moments.narrow(1, c, c)?, noise, cfg.shift_factor, cfg.scale_factor)
+            }
+        }
+    }
+
     /// Latents `[1, C, h, w]` as the transformer sees them → image `[1, 3, H, W]` in `[-1, 1]`.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Self::Diffusers(vae, file) => {
+            Self::Diffusers(vae, _, file) => {
                 let z = z.affine(1.0 / file.scaling_factor, file.shift_factor.unwrap_or(0.0))?;
                 vae.decode(&z)?
             }
-            Self::Bfl(ae) => ae.decode(z)?,
+            Self::Bfl(ae, ..) => ae.decode(z)?,
         })
     }
 }
@@ -140,13 +160,16 @@ pub fn load_vae(folder: &Path, device: &Device) -> Result<(FluxVae, usize)> {
     if let Some(files) = weight_files(&dir, "diffusion_pytorch_model") {
         let file: VaeFile = read_json(&dir.join("config.json"))?;
         let vb = crate::lora::var_builder(&files, &[], crate::lora::UNET, DType::F32, device)?;
-        let vae = AutoEncoderKL::new(vb, file.in_channels, file.out_channels, file.to_candle())?;
+        let vae = AutoEncoderKL::new(vb.clone(), file.in_channels, file.out_channels, file.to_candle())?;
+        let enc = VaeEncoder::new(vb, &file)?;
         let z = file.latent_channels;
-        return Ok((FluxVae::Diffusers(vae, file), z));
+        return Ok((FluxVae::Diffusers(vae, enc, file), z));
     }
     let path = bfl_file(folder, "vae").ok_or_else(|| missing(folder, "vae/diffusion_pytorch_model.safetensors or ae.safetensors"))?;
     let tensors = load_all(&[path])?;
     let cfg = ae_config(&tensors, folder)?;
-    let ae = AutoEncoder::new(&cfg, VarBuilder::from_tensors(tensors, DType::F32, device))?;
-    Ok((FluxVae::Bfl(ae), cfg.z_channels))
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+    let (ae, enc) = (AutoEncoder::new(&cfg, vb.clone())?, Encoder::new(&cfg, vb.pp("encoder"))?);
+    let z = cfg.z_channels;
+    Ok((FluxVae::Bfl(ae, enc, cfg), z))
 }
