@@ -64,6 +64,12 @@ impl LdmLayout {
         })
     }
 
+    /// The layout of a file holding only an LDM-named VAE of `levels`
+    /// resolutions (SAI's SD3 single files).
+    pub fn vae_only(levels: usize) -> Self {
+        Self { xl: false, openclip_text_encoder: false, layers_per_block: 0, attn: Vec::new(), vae_levels: levels, te_width: 0, te2_width: 0 }
+    }
+
     /// The checkpoint tensor holding diffusers `component`'s tensor `name`.
     pub fn source(&self, component: &str, name: &str) -> Option<Source> {
         match component {

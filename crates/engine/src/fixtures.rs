@@ -29,7 +29,7 @@ mod lora;
 mod sd3;
 mod sdxl;
 
-pub use checkpoint::write_checkpoint;
+pub use checkpoint::{write_checkpoint, write_sai_file};
 pub use flux::{FluxVariant, TinyFlux, write_tiny_flux, write_tiny_flux_lora};
 pub use lora::{LoraLayout, write_tiny_lora};
 pub use sd3::write_tiny_sd3;

@@ -120,7 +120,7 @@ pub fn missing_files(folder: &Path) -> Vec<String> {
     };
     let mut missing = Vec::new();
     for (component, stem) in kind.components() {
-        if kind == PipelineKind::Flux && bfl_file(folder, component).is_some() {
+        if root_file(folder, kind, component).is_some() {
             continue;
         }
         let dir = folder.join(component);
@@ -172,6 +172,38 @@ pub fn flux_is_dev(folder: &Path) -> Option<bool> {
     // SAFETY: mapped read-only to list names; the engine never writes model files.
     let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&file) }.ok()?;
     Some(st.get("guidance_in.in_layer.weight").is_ok())
+}
+
+/// SAI's single file at an SD3 folder's root (`sd3.5_large.safetensors`):
+/// it holds the MMDiT (`model.diffusion_model.*`) and usually the VAE
+/// (`first_stage_model.*`), standing in for `transformer/` and `vae/`.
+pub fn sai_file(folder: &Path, component: &str) -> Option<PathBuf> {
+    let prefix = match component {
+        "transformer" => "model.diffusion_model.",
+        "vae" => "first_stage_model.",
+        _ => return None,
+    };
+    let mut found: Vec<PathBuf> = std::fs::read_dir(folder)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("sd3") && n.ends_with(".safetensors")))
+        .collect();
+    found.sort();
+    found.into_iter().find(|f| {
+        // SAFETY: mapped read-only to list names; the engine never writes model files.
+        let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(f) };
+        st.is_ok_and(|st| st.tensors().iter().any(|(n, _)| n.starts_with(prefix)))
+    })
+}
+
+/// The original single file standing in for `component` of a `kind` folder, if any.
+pub fn root_file(folder: &Path, kind: PipelineKind, component: &str) -> Option<PathBuf> {
+    match kind {
+        PipelineKind::Flux => bfl_file(folder, component),
+        PipelineKind::StableDiffusion3 => sai_file(folder, component),
+        _ => None,
+    }
 }
 
 /// A pipeline folder found under the models directory.
@@ -280,8 +312,11 @@ pub fn weight_bytes(folder: &Path) -> u64 {
     let Ok(kind) = read_kind(folder) else { return 0 };
     kind.components()
         .iter()
-        .filter_map(|(c, stem)| weight_files(&folder.join(c), stem).or_else(|| bfl_file(folder, c).map(|f| vec![f])))
+        .filter_map(|(c, stem)| weight_files(&folder.join(c), stem).or_else(|| root_file(folder, kind, c).map(|f| vec![f])))
         .flatten()
+        // One SAI file may stand in for two components.
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
         .sum()

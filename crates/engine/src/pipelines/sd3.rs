@@ -19,7 +19,8 @@ use imagegate_core::Sampler;
 
 use super::{BatchRequest, ImageRequest, blend, flow_img2img_latents, img2img_sigmas, init_latents, init_pixels, sample_posterior, split_batch};
 use crate::error::{EngineError, Result};
-use crate::loader::{PipelineKind, missing_files, read_kind, weight_files};
+use crate::checkpoint::LdmLayout;
+use crate::loader::{PipelineKind, missing_files, read_kind, sai_file, weight_files};
 use crate::lora;
 use crate::models::clip::{ClipTextConfig, ClipTextEncoder};
 use crate::models::configs::{VaeFile, read_json};
@@ -83,6 +84,50 @@ fn mmdit_config(t: &HashMap<String, Tensor>) -> Result<Config> {
     })
 }
 
+/// The transformer's tensors under SAI names: from `transformer/` (mapped)
+/// or from the root SAI file (`model.diffusion_model.` stripped).
+fn load_transformer(folder: &Path) -> Result<HashMap<String, Tensor>> {
+    let mut tensors = HashMap::new();
+    if let Some(files) = weight_files(&folder.join("transformer"), "diffusion_pytorch_model") {
+        for f in files {
+            tensors.extend(candle_core::safetensors::load(&f, &Device::Cpu)?);
+        }
+        return if keys::is_diffusers(&tensors) { keys::diffusers_to_sai(tensors) } else { Ok(tensors) };
+    }
+    let file = sai_file(folder, "transformer").ok_or_else(|| EngineError::bad_model(folder, "no transformer weights"))?;
+    // SAFETY: mapped read-only; the engine never writes model files.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&file)? };
+    for (name, _) in st.tensors() {
+        if let Some(short) = name.strip_prefix("model.diffusion_model.") {
+            tensors.insert(short.to_string(), st.load(&name, &Device::Cpu)?);
+        }
+    }
+    Ok(tensors)
+}
+
+/// The VAE's config and weights: `vae/`, or the root SAI file's
+/// `first_stage_model.*` (LDM names) with `vae/config.json` or SD3's defaults.
+fn load_vae(folder: &Path, device: &Device) -> Result<(VaeFile, VarBuilder<'static>)> {
+    let config = folder.join("vae/config.json");
+    let file: VaeFile = if config.is_file() {
+        read_json(&config)?
+    } else {
+        serde_json::from_value(serde_json::json!({
+            "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "latent_channels": 16, "norm_num_groups": 32,
+            "scaling_factor": 1.5305, "shift_factor": 0.0609, "use_quant_conv": false, "use_post_quant_conv": false,
+        }))
+        .map_err(|e| EngineError::bad_model(folder, e))?
+    };
+    if let Some(files) = weight_files(&folder.join("vae"), "diffusion_pytorch_model") {
+        return Ok((file, lora::var_builder(&files, &[], lora::UNET, DType::F32, device)?));
+    }
+    let sai = sai_file(folder, "vae").ok_or_else(|| EngineError::bad_model(folder, "no VAE weights"))?;
+    let layout = LdmLayout::vae_only(file.block_out_channels.len());
+    let part = lora::CheckpointPart { file: &sai, layout: &layout, name: "vae", template_files: &[] };
+    let vb = lora::checkpoint_var_builder(&part, &[], lora::UNET, DType::F32, device)?;
+    Ok((file, vb))
+}
+
 impl Sd3Pipeline {
     /// Loads a StableDiffusion3Pipeline folder (diffusers layout).
     pub fn load(folder: &Path, device: &Device, dtype: DType) -> Result<Self> {
@@ -112,17 +157,10 @@ impl Sd3Pipeline {
         // diffusers' default max_sequence_length for SD3 is 256.
         let t5_len = T5Tokenizer::model_max_length(&folder.join("tokenizer_3")).map_or(256, |n| n.min(256));
         let t5_tokenizer = T5Tokenizer::load(&folder.join("tokenizer_3"), t5_len)?;
-        let mut tensors = HashMap::new();
-        for f in files("transformer", "diffusion_pytorch_model")? {
-            tensors.extend(candle_core::safetensors::load(&f, &Device::Cpu)?);
-        }
-        if keys::is_diffusers(&tensors) {
-            tensors = keys::diffusers_to_sai(tensors)?;
-        }
+        let tensors = load_transformer(folder)?;
         let cfg = mmdit_config(&tensors)?;
         let model = MMDiT::new(&cfg, false, VarBuilder::from_tensors(tensors, MMDIT_DTYPE, device))?;
-        let vae_file: VaeFile = read_json(&folder.join("vae/config.json"))?;
-        let vae_vb = lora::var_builder(&files("vae", "diffusion_pytorch_model")?, &[], lora::UNET, DType::F32, device)?;
+        let (vae_file, vae_vb) = load_vae(folder, device)?;
         let vae = AutoEncoderKL::new(vae_vb.clone(), vae_file.in_channels, vae_file.out_channels, vae_file.to_candle())?;
         let vae_encoder = VaeEncoder::new(vae_vb, &vae_file)?;
         let sched = folder.join("scheduler/scheduler_config.json");

@@ -110,3 +110,18 @@ fn sd3_image_to_image_follows_the_init_image() {
     let pipe = load();
     crate::flux::check_flow_img2img(&|req| run(&pipe, req));
 }
+
+#[test]
+fn an_sai_single_file_draws_what_the_diffusers_folder_draws() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("sd35-single");
+    write_tiny_sd3(&folder, 9).unwrap();
+    imagegate_engine::fixtures::write_sai_file(&folder, &folder.join("sd3.5_tiny.safetensors")).unwrap();
+    std::fs::remove_dir_all(folder.join("transformer")).unwrap();
+    std::fs::remove_file(folder.join("vae/diffusion_pytorch_model.safetensors")).unwrap();
+    assert!(imagegate_engine::loader::missing_files(&folder).is_empty());
+    let single = Sd3Pipeline::load(&folder, &Device::Cpu, DType::F32).expect("SAI file loads");
+    let req = request(vec![item("a red dog", 7, 4.0)]);
+    let d = max_diff(&run(&load(), &req)[0], &run(&single, &req)[0]);
+    assert!(d < 1e-5, "SAI single file differs from the diffusers folder by {d}");
+}
