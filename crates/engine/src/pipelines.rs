@@ -30,8 +30,7 @@ impl Pipeline {
     pub fn load(folder: &std::path::Path, device: &Device, dtype: DType, loras: &[crate::lora::LoraRef]) -> Result<Self> {
         match crate::loader::read_kind(folder)? {
             crate::loader::PipelineKind::Flux => Ok(Self::Flux(Box::new(flux::FluxPipeline::load_with_loras(folder, device, dtype, loras)?))),
-            crate::loader::PipelineKind::StableDiffusion3 if !loras.is_empty() => Err(EngineError::invalid("loras", "LoRAs are not implemented for SD3 yet")),
-            crate::loader::PipelineKind::StableDiffusion3 => Ok(Self::Sd3(Box::new(sd3::Sd3Pipeline::load(folder, device, dtype)?))),
+            crate::loader::PipelineKind::StableDiffusion3 => Ok(Self::Sd3(Box::new(sd3::Sd3Pipeline::load_with_loras(folder, device, dtype, loras)?))),
             _ if folder.is_file() => {
                 crate::lora::check_components(loras, &[crate::lora::UNET, crate::lora::TEXT_ENCODER, crate::lora::TEXT_ENCODER_2])?;
                 let template = crate::loader::checkpoint_template(folder)?;

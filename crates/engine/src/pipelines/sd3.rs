@@ -21,7 +21,7 @@ use super::{BatchRequest, ImageRequest, blend, flow_img2img_latents, img2img_sig
 use crate::error::{EngineError, Result};
 use crate::checkpoint::LdmLayout;
 use crate::loader::{PipelineKind, missing_files, read_kind, sai_file, weight_files};
-use crate::lora;
+use crate::lora::{self, LoraRef};
 use crate::models::clip::{ClipTextConfig, ClipTextEncoder};
 use crate::models::configs::{VaeFile, read_json};
 use crate::models::vae_encoder::VaeEncoder;
@@ -86,13 +86,29 @@ fn mmdit_config(t: &HashMap<String, Tensor>) -> Result<Config> {
 
 /// The transformer's tensors under SAI names: from `transformer/` (mapped)
 /// or from the root SAI file (`model.diffusion_model.` stripped).
-fn load_transformer(folder: &Path) -> Result<HashMap<String, Tensor>> {
+/// `loras` merge as for FLUX: diffusers/PEFT keys into the split weights,
+/// kohya `lora_unet_` keys into SAI's fused names.
+fn load_transformer(folder: &Path, loras: &[LoraRef]) -> Result<HashMap<String, Tensor>> {
+    let mut tensors = read_transformer(folder)?;
+    if !loras.is_empty() {
+        let mut split = if keys::is_diffusers(&tensors) { tensors } else { keys::sai_to_diffusers(&tensors)? };
+        lora::merge_into(&mut split, loras, lora::TRANSFORMER)?;
+        tensors = split;
+    }
+    if keys::is_diffusers(&tensors) {
+        tensors = keys::diffusers_to_sai(tensors)?;
+    }
+    lora::merge_into(&mut tensors, loras, lora::UNET)?;
+    Ok(tensors)
+}
+
+fn read_transformer(folder: &Path) -> Result<HashMap<String, Tensor>> {
     let mut tensors = HashMap::new();
     if let Some(files) = weight_files(&folder.join("transformer"), "diffusion_pytorch_model") {
         for f in files {
             tensors.extend(candle_core::safetensors::load(&f, &Device::Cpu)?);
         }
-        return if keys::is_diffusers(&tensors) { keys::diffusers_to_sai(tensors) } else { Ok(tensors) };
+        return Ok(tensors);
     }
     let file = sai_file(folder, "transformer").ok_or_else(|| EngineError::bad_model(folder, "no transformer weights"))?;
     // SAFETY: mapped read-only; the engine never writes model files.
@@ -129,8 +145,13 @@ fn load_vae(folder: &Path, device: &Device) -> Result<(VaeFile, VarBuilder<'stat
 }
 
 impl Sd3Pipeline {
-    /// Loads a StableDiffusion3Pipeline folder (diffusers layout).
+    /// Loads a StableDiffusion3Pipeline folder (diffusers layout, or SAI's file at its root).
     pub fn load(folder: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_with_loras(folder, device, dtype, &[])
+    }
+
+    /// [`Self::load`] with `loras` merged into the transformer and the two CLIP encoders.
+    pub fn load_with_loras(folder: &Path, device: &Device, dtype: DType, loras: &[LoraRef]) -> Result<Self> {
         let missing = missing_files(folder);
         if !missing.is_empty() {
             return Err(EngineError::MissingWeights {
@@ -147,7 +168,7 @@ impl Sd3Pipeline {
         for (suffix, component) in [("", lora::TEXT_ENCODER), ("_2", lora::TEXT_ENCODER_2)] {
             let cfg: ClipTextConfig = read_json(&folder.join(format!("text_encoder{suffix}/config.json")))?;
             let tok = ClipTokenizer::load(&folder.join(format!("tokenizer{suffix}")), cfg.max_position_embeddings)?;
-            let vb = lora::var_builder(&files(&format!("text_encoder{suffix}"), "model")?, &[], component, dtype, device)?;
+            let vb = lora::var_builder(&files(&format!("text_encoder{suffix}"), "model")?, loras, component, dtype, device)?;
             clips.push((tok, ClipTextEncoder::new(vb, cfg)?));
         }
         let t5_cfg: t5::Config = read_json(&folder.join("text_encoder_3/config.json"))?;
@@ -157,7 +178,7 @@ impl Sd3Pipeline {
         // diffusers' default max_sequence_length for SD3 is 256.
         let t5_len = T5Tokenizer::model_max_length(&folder.join("tokenizer_3")).map_or(256, |n| n.min(256));
         let t5_tokenizer = T5Tokenizer::load(&folder.join("tokenizer_3"), t5_len)?;
-        let tensors = load_transformer(folder)?;
+        let tensors = load_transformer(folder, loras)?;
         let cfg = mmdit_config(&tensors)?;
         let model = MMDiT::new(&cfg, false, VarBuilder::from_tensors(tensors, MMDIT_DTYPE, device))?;
         let (vae_file, vae_vb) = load_vae(folder, device)?;

@@ -125,3 +125,27 @@ fn an_sai_single_file_draws_what_the_diffusers_folder_draws() {
     let d = max_diff(&run(&load(), &req)[0], &run(&single, &req)[0]);
     assert!(d < 1e-5, "SAI single file differs from the diffusers folder by {d}");
 }
+
+#[test]
+fn an_sd3_lora_at_scale_zero_is_the_base_model_and_at_one_changes_the_image() {
+    use imagegate_engine::lora::LoraRef;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sd3-style.safetensors");
+    let t = |rows: usize, cols: usize, k: f32| {
+        let v: Vec<f32> = (0..rows * cols).map(|i| ((i as f32 * 0.37 + k).sin()) * 0.5).collect();
+        Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    };
+    let mut lora = std::collections::HashMap::new();
+    // diffusers/PEFT on split names, kohya on SAI's fused names.
+    lora.insert("transformer.transformer_blocks.0.attn.to_q.lora_A.weight".to_string(), t(4, 32, 0.1));
+    lora.insert("transformer.transformer_blocks.0.attn.to_q.lora_B.weight".to_string(), t(32, 4, 0.2));
+    lora.insert("lora_unet_joint_blocks_0_x_block_mlp_fc1.lora_down.weight".to_string(), t(4, 32, 0.3));
+    lora.insert("lora_unet_joint_blocks_0_x_block_mlp_fc1.lora_up.weight".to_string(), t(128, 4, 0.4));
+    candle_core::safetensors::save(&lora, &path).unwrap();
+    let folder = sd3_dir().join("sd35-tiny");
+    let with = |scale: f32| Sd3Pipeline::load_with_loras(&folder, &Device::Cpu, DType::F32, &[LoraRef { path: path.clone(), scale }]).expect("lora merges");
+    let req = request(vec![item("a photo of a cat", 5, 4.0)]);
+    let base = run(&load(), &req);
+    assert_eq!(max_diff(&base[0], &run(&with(0.0), &req)[0]), 0.0);
+    assert!(max_diff(&base[0], &run(&with(1.0), &req)[0]) > 1e-3);
+}
