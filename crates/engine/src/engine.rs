@@ -16,7 +16,7 @@ use imagegate_core::backend::Job;
 use imagegate_core::{Backend, BackendError, CancelFlag, Family, Generation, ModelEntry, ProgressSink};
 
 use crate::error::{EngineError, Result};
-use crate::loader::{PipelineKind, missing_files, pipeline_folder, read_kind};
+use crate::loader::{PipelineKind, checkpoint_file, missing_files, pipeline_folder, read_kind};
 use thread::{EngineCommand, EngineThread, GenerateCommand};
 
 /// Where the engine computes.
@@ -90,10 +90,11 @@ impl Engine {
         let device = config.device.open()?;
         let dtype = config.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
         let (tx, rx) = mpsc::channel();
-        let worker = EngineThread::new(&config, device, dtype);
+        // Built on its own thread: loaded pipelines (candle's MMDiT) are not `Send`.
+        let thread_config = config.clone();
         let thread = std::thread::Builder::new()
             .name("imagegate-engine".into())
-            .spawn(move || worker.run(rx))
+            .spawn(move || EngineThread::new(&thread_config, device, dtype).run(rx))
             .map_err(|source| EngineError::Io { path: "engine thread".into(), source })?;
         tracing::info!(models_dir = %config.models_dir.display(), ?dtype, "engine started");
         Ok(Self {
@@ -125,7 +126,8 @@ impl Engine {
     /// The folder a job's model id maps to.
     fn folder_for(&self, model_id: &str) -> PathBuf {
         let aliases = self.aliases.lock().unwrap_or_else(|p| p.into_inner());
-        aliases.get(model_id).cloned().unwrap_or_else(|| self.models_dir.join(model_id))
+        let folder = self.models_dir.join(model_id);
+        aliases.get(model_id).cloned().unwrap_or_else(|| if folder.exists() { folder.clone() } else { checkpoint_file(&folder).unwrap_or(folder) })
     }
 
     /// Runs jobs on the engine thread and waits for all results, one command
@@ -185,7 +187,7 @@ impl Backend for Engine {
             return Err(format!("the local engine has no {kind:?} pipeline yet"));
         }
         let candidates = self.candidates(model);
-        let Some(folder) = candidates.iter().find_map(|p| pipeline_folder(p)) else {
+        let Some(folder) = candidates.iter().find_map(|p| pipeline_folder(p).or_else(|| checkpoint_file(p))) else {
             let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
             return Err(format!("weights for {} are missing: model_index.json (looked in {})", model.id, looked.join(", ")));
         };
@@ -198,6 +200,17 @@ impl Backend for Engine {
             Ok(k) if k == kind => {}
             Ok(k) => return Err(format!("{} is a {k:?} folder but {} is {}", folder.display(), model.id, model.family.as_str())),
             Err(e) => return Err(e.to_string()),
+        }
+        let dev_wanted = match model.family {
+            Family::FluxDev => Some(true),
+            Family::FluxSchnell => Some(false),
+            _ => None,
+        };
+        if let (Some(wanted), Some(is_dev)) = (dev_wanted, crate::loader::flux_is_dev(folder))
+            && wanted != is_dev
+        {
+            let found = if is_dev { "FLUX.1 dev" } else { "FLUX.1 schnell" };
+            return Err(format!("{} holds {found} but {} is {}", folder.display(), model.id, model.family.as_str()));
         }
         if folder != &self.models_dir.join(&model.id) {
             self.aliases.lock().unwrap_or_else(|p| p.into_inner()).insert(model.id.clone(), folder.clone());

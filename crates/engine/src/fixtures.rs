@@ -23,10 +23,16 @@ use crate::models::configs::{UNetFile, VaeFile};
 use crate::models::unet::UNet;
 use crate::tokenize::{BOS, EOS, build_clip_tokenizer};
 
+mod checkpoint;
+mod flux;
 mod lora;
+mod sd3;
 mod sdxl;
 
+pub use checkpoint::{write_checkpoint, write_sai_file};
+pub use flux::{FluxVariant, TinyFlux, write_tiny_flux, write_tiny_flux_lora};
 pub use lora::{LoraLayout, write_tiny_lora};
+pub use sd3::write_tiny_sd3;
 pub use sdxl::write_tiny_sdxl;
 
 /// Which SD generation the fixture imitates.
@@ -58,7 +64,7 @@ impl Default for TinySd {
 }
 
 /// Words the tiny vocabulary has merges for (anything else tokenises by byte).
-const WORDS: [&str; 12] = ["a", "photo", "of", "cat", "dog", "red", "blue", "the", "painting", "sky", "in", "night"];
+pub(crate) const WORDS: [&str; 12] = ["a", "photo", "of", "cat", "dog", "red", "blue", "the", "painting", "sky", "in", "night"];
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
     move |source| EngineError::Io { path: path.display().to_string(), source }
@@ -141,7 +147,21 @@ fn write_unet_and_vae(dir: &Path, unet: serde_json::Value, vae: serde_json::Valu
 /// Builds a network over a recording `VarMap`, redraws every tensor from
 /// `rng` (in name order, so files are reproducible) and saves them.
 fn save_random(path: &Path, dtype: DType, rng: &mut StdRng, build: impl FnOnce(VarBuilder) -> Result<()>) -> Result<()> {
+    let out = random_tensors(dtype, rng, &[], build)?;
+    candle_core::safetensors::save(&out, path)?;
+    Ok(())
+}
+
+/// The tensors a network requests, redrawn from `rng` in name order: small
+/// random biases, norm weights (and RMS `scale`s) near 1, the rest scaled by
+/// fan-in.
+/// `prefill` names tensors created before `build` runs, for networks that
+/// only load optional parts they find (`contains_tensor`).
+fn random_tensors(dtype: DType, rng: &mut StdRng, prefill: &[(String, usize)], build: impl FnOnce(VarBuilder) -> Result<()>) -> Result<HashMap<String, Tensor>> {
     let varmap = VarMap::new();
+    for (name, len) in prefill {
+        varmap.get(*len, name, candle_nn::Init::Const(1.0), DType::F32, &Device::Cpu)?;
+    }
     build(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
     let data = varmap.data().lock().map_err(|_| EngineError::Stopped)?;
     let mut names: Vec<&String> = data.keys().collect();
@@ -153,7 +173,7 @@ fn save_random(path: &Path, dtype: DType, rng: &mut StdRng, build: impl FnOnce(V
         let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
         let (scale, offset) = if name.ends_with("bias") {
             (0.05, 0.0)
-        } else if name.contains("norm") && name.ends_with("weight") {
+        } else if (name.contains("norm") && name.ends_with("weight")) || name.ends_with("norm.scale") {
             (0.1, 1.0)
         } else {
             (1.0 / (fan_in as f64).sqrt(), 0.0)
@@ -166,8 +186,7 @@ fn save_random(path: &Path, dtype: DType, rng: &mut StdRng, build: impl FnOnce(V
             .collect();
         out.insert(name.clone(), Tensor::from_vec(values, shape, &Device::Cpu)?.to_dtype(dtype)?);
     }
-    candle_core::safetensors::save(&out, path)?;
-    Ok(())
+    Ok(out)
 }
 
 /// Writes `vocab.json`, `merges.txt`, `tokenizer.json` and

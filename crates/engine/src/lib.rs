@@ -6,6 +6,7 @@
 //! file each (`samplers`), model folders are found and checked by `loader`.
 //! See `README.md` for what is implemented and what is not yet.
 
+pub mod checkpoint;
 pub mod engine;
 pub mod error;
 pub mod input;

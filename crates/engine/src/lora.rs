@@ -15,6 +15,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 
+use crate::checkpoint::LdmLayout;
 use crate::error::{EngineError, Result};
 
 /// A LoRA file to merge at a scale.
@@ -49,8 +50,12 @@ pub const TEXT_ENCODER: Component = Component { kohya: &["lora_te_", "lora_te1_"
 /// SDXL's second text encoder.
 pub const TEXT_ENCODER_2: Component = Component { kohya: &["lora_te2_"], diffusers: "text_encoder_2." };
 
+/// A FLUX transformer addressed by diffusers/PEFT names (`transformer.transformer_blocks.0.attn.to_q`);
+/// kohya FLUX LoRAs use [`UNET`]'s `lora_unet_` with BFL names (`double_blocks_0_img_attn_qkv`).
+pub const TRANSFORMER: Component = Component { kohya: &[], diffusers: "transformer." };
+
 /// Every component a LoRA may address; keys under none of them are an error.
-const ALL: [Component; 3] = [UNET, TEXT_ENCODER, TEXT_ENCODER_2];
+const ALL: [Component; 4] = [UNET, TEXT_ENCODER, TEXT_ENCODER_2, TRANSFORMER];
 
 /// Splits `key` into (component, module, part) where part is `down`, `up` or `alpha`.
 fn parse_key(key: &str) -> Option<(usize, String, &'static str, bool)> {
@@ -79,6 +84,24 @@ fn parse_key(key: &str) -> Option<(usize, String, &'static str, bool)> {
         }
     }
     None
+}
+
+/// Refuses a LoRA with keys for components outside `allowed` (a FLUX
+/// LoRA's `transformer.` keys on an SD model), which would otherwise be
+/// skipped and leave the image silently unstyled.
+pub fn check_components(loras: &[LoraRef], allowed: &[Component]) -> Result<()> {
+    for lora in loras {
+        // SAFETY: mapped read-only to list names.
+        let st = unsafe { MmapedSafetensors::new(&lora.path)? };
+        for (key, _) in st.tensors() {
+            if let Some((ci, ..)) = parse_key(&key)
+                && !allowed.iter().any(|a| a.diffusers == ALL[ci].diffusers)
+            {
+                return Err(EngineError::invalid("loras", format!("{}: `{key}` is for a {} this model does not have", lora.path.display(), ALL[ci].diffusers.trim_end_matches('.'))));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The deltas all `loras` make to one component whose weights are `base`.
@@ -133,33 +156,88 @@ fn component_deltas(loras: &[LoraRef], component: usize, base: &HashSet<String>)
     Ok(out)
 }
 
+/// Where the base weights are read from.
+enum Base {
+    /// diffusers component files, by their own names.
+    Files(MmapedSafetensors),
+    /// A single-file checkpoint, through the LDM name mapping of one component.
+    Checkpoint { file: MmapedSafetensors, layout: LdmLayout, component: String },
+}
+
+impl Base {
+    fn load(&self, name: &str, dev: &Device) -> candle_core::Result<Tensor> {
+        let (file, layout, component) = match self {
+            Self::Files(f) => return f.load(name, dev),
+            Self::Checkpoint { file, layout, component } => (file, layout, component),
+        };
+        let src = layout.source(component, name).ok_or_else(|| candle_core::Error::Msg(format!("no checkpoint name for {component} tensor {name}")))?;
+        // Older SD 1.x files store CLIP without the `text_model.` level.
+        let t = file.load(&src.name, dev).or_else(|e| file.load(&src.name.replacen(".transformer.text_model.", ".transformer.", 1), dev).map_err(|_| e))?;
+        let t = match src.rows {
+            Some((start, len)) => t.narrow(0, start, len)?,
+            None => t,
+        };
+        if src.transpose { t.t()?.contiguous() } else { Ok(t) }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Self::Files(f) => f.get(name).is_ok(),
+            Self::Checkpoint { file, layout, component } => layout.source(component, name).is_some_and(|s| file.get(&s.name).is_ok()),
+        }
+    }
+}
+
 /// Weights read from safetensors with LoRA deltas added on the way.
 struct LoraBackend {
-    inner: MmapedSafetensors,
+    inner: Base,
     deltas: HashMap<String, Vec<Delta>>,
 }
 
 impl LoraBackend {
     fn merged(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let base = self.inner.load(name, dev)?;
-        let Some(deltas) = self.deltas.get(name) else { return base.to_dtype(dtype) };
-        let shape = base.shape().clone();
-        let mut w = base.to_dtype(DType::F32)?;
-        for d in deltas {
-            // up [out, r, (1, 1)] @ down [r, in, (kh, kw)] -> the base weight's shape.
-            let (out_dim, r) = (d.up.dim(0)?, d.up.dim(1)?);
-            let up = d.up.reshape((out_dim, r))?.to_device(dev)?;
-            let down = d.down.reshape((r, ()))?.to_device(dev)?;
-            let delta = up.matmul(&down)?.reshape(&shape)?;
-            w = (w + delta.affine(d.factor, 0.0)?)?;
+        match self.deltas.get(name) {
+            None => base.to_dtype(dtype),
+            Some(deltas) => apply(&base, deltas, dtype),
         }
-        w.to_dtype(dtype)
     }
+}
+
+/// `base + Σ factor · up @ down`, computed in f32, returned at `dtype`.
+fn apply(base: &Tensor, deltas: &[Delta], dtype: DType) -> candle_core::Result<Tensor> {
+    let (shape, dev) = (base.shape().clone(), base.device());
+    let mut w = base.to_dtype(DType::F32)?;
+    for d in deltas {
+        // up [out, r, (1, 1)] @ down [r, in, (kh, kw)] -> the base weight's shape.
+        let (out_dim, r) = (d.up.dim(0)?, d.up.dim(1)?);
+        let up = d.up.reshape((out_dim, r))?.to_device(dev)?;
+        let down = d.down.reshape((r, ()))?.to_device(dev)?;
+        let delta = up.matmul(&down)?.reshape(&shape)?;
+        w = (w + delta.affine(d.factor, 0.0)?)?;
+    }
+    w.to_dtype(dtype)
+}
+
+/// Merges what `loras` make to `component` into an in-memory weight map
+/// (FLUX, whose weights are re-fused in memory), keeping each tensor's dtype.
+pub fn merge_into(tensors: &mut HashMap<String, Tensor>, loras: &[LoraRef], component: Component) -> Result<()> {
+    let deltas = deltas_for(loras, component, || Ok(tensors.keys().cloned().collect()))?;
+    for (name, ds) in deltas {
+        if let Some(t) = tensors.get_mut(&name) {
+            *t = apply(t, &ds, t.dtype())?;
+        }
+    }
+    Ok(())
 }
 
 impl SimpleBackend for LoraBackend {
     fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = self.merged(name, dtype, dev)?;
+        let mut t = self.merged(name, dtype, dev)?;
+        // LDM checkpoints store the VAE attention's linear layers as 1x1 convs.
+        if matches!(self.inner, Base::Checkpoint { .. }) && t.shape() != &s && t.elem_count() == s.elem_count() {
+            t = t.reshape(&s)?;
+        }
         if t.shape() != &s {
             return Err(candle_core::Error::UnexpectedShape { msg: format!("shape mismatch for {name}"), expected: s, got: t.shape().clone() }.bt());
         }
@@ -171,21 +249,46 @@ impl SimpleBackend for LoraBackend {
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.inner.get(name).is_ok()
+        self.inner.contains(name)
     }
+}
+
+fn deltas_for(loras: &[LoraRef], component: Component, base: impl FnOnce() -> Result<HashSet<String>>) -> Result<HashMap<String, Vec<Delta>>> {
+    let index = ALL.iter().position(|c| c.diffusers == component.diffusers).unwrap_or(0);
+    if loras.is_empty() { Ok(HashMap::new()) } else { component_deltas(loras, index, &base()?) }
 }
 
 /// A `VarBuilder` over `files` with the deltas `loras` make to `component`.
 pub fn var_builder(files: &[PathBuf], loras: &[LoraRef], component: Component, dtype: DType, device: &Device) -> Result<candle_nn::VarBuilder<'static>> {
     // SAFETY: the files are memory-mapped read-only; the engine never writes model folders.
     let inner = unsafe { MmapedSafetensors::multi(files)? };
-    let index = ALL.iter().position(|c| c.diffusers == component.diffusers).unwrap_or(0);
-    let deltas = if loras.is_empty() {
-        HashMap::new()
-    } else {
-        let base: HashSet<String> = inner.tensors().into_iter().map(|(n, _)| n).collect();
-        component_deltas(loras, index, &base)?
-    };
+    let deltas = deltas_for(loras, component, || Ok(inner.tensors().into_iter().map(|(n, _)| n).collect()))?;
+    Ok(candle_nn::VarBuilder::from_backend(Box::new(LoraBackend { inner: Base::Files(inner), deltas }), dtype, device.clone()))
+}
+
+/// One diffusers component read out of a single-file checkpoint.
+pub struct CheckpointPart<'a> {
+    /// The checkpoint.
+    pub file: &'a Path,
+    /// Its name mapping.
+    pub layout: &'a LdmLayout,
+    /// The diffusers component: `unet`, `vae`, `text_encoder`, `text_encoder_2`.
+    pub name: &'a str,
+    /// The same component's files in the diffusers template (same
+    /// architecture, hence the same names): kohya LoRA names resolve against them.
+    pub template_files: &'a [PathBuf],
+}
+
+/// A `VarBuilder` serving `part` from its checkpoint with the deltas `loras` make to `component`.
+pub fn checkpoint_var_builder(part: &CheckpointPart<'_>, loras: &[LoraRef], component: Component, dtype: DType, device: &Device) -> Result<candle_nn::VarBuilder<'static>> {
+    // SAFETY: as in `var_builder`.
+    let inner = unsafe { MmapedSafetensors::new(part.file)? };
+    let deltas = deltas_for(loras, component, || {
+        // SAFETY: as above.
+        let t = unsafe { MmapedSafetensors::multi(part.template_files)? };
+        Ok(t.tensors().into_iter().map(|(n, _)| n).collect())
+    })?;
+    let inner = Base::Checkpoint { file: inner, layout: part.layout.clone(), component: part.name.to_string() };
     Ok(candle_nn::VarBuilder::from_backend(Box::new(LoraBackend { inner, deltas }), dtype, device.clone()))
 }
 

@@ -3,7 +3,9 @@
 //! plain function, over a batch of images that share size, steps and
 //! sampler; `encode_image` (in [`crate::output`]) turns results into files.
 
+pub mod flux;
 pub mod sd;
+pub mod sd3;
 
 use candle_core::{DType, Device, Tensor};
 use imagegate_core::{PromptPart, Sampler};
@@ -11,6 +13,54 @@ use imagegate_core::{PromptPart, Sampler};
 use crate::error::{EngineError, Result};
 use crate::input::InitPixels;
 use crate::samplers::{NoiseSchedule, NoiseSource, SamplerImpl, SigmaSpacing};
+
+/// A loaded pipeline of any family the engine runs.
+pub enum Pipeline {
+    /// SD 1.x / 2.x / SDXL.
+    Sd(Box<sd::SdPipeline>),
+    /// FLUX.1 schnell / dev.
+    Flux(Box<flux::FluxPipeline>),
+    /// SD 3 / 3.5 (not `Send`: candle's MMDiT boxes its blocks).
+    Sd3(Box<sd3::Sd3Pipeline>),
+}
+
+impl Pipeline {
+    /// Loads the pipeline `folder`'s `model_index.json` names (or the
+    /// single-file checkpoint `folder` is), with `loras` merged.
+    pub fn load(folder: &std::path::Path, device: &Device, dtype: DType, loras: &[crate::lora::LoraRef]) -> Result<Self> {
+        match crate::loader::read_kind(folder)? {
+            crate::loader::PipelineKind::Flux => Ok(Self::Flux(Box::new(flux::FluxPipeline::load_with_loras(folder, device, dtype, loras)?))),
+            crate::loader::PipelineKind::StableDiffusion3 => Ok(Self::Sd3(Box::new(sd3::Sd3Pipeline::load_with_loras(folder, device, dtype, loras)?))),
+            _ if folder.is_file() => {
+                crate::lora::check_components(loras, &[crate::lora::UNET, crate::lora::TEXT_ENCODER, crate::lora::TEXT_ENCODER_2])?;
+                let template = crate::loader::checkpoint_template(folder)?;
+                Ok(Self::Sd(Box::new(sd::SdPipeline::load_checkpoint(folder, &template, device, dtype, loras)?)))
+            }
+            _ => {
+                crate::lora::check_components(loras, &[crate::lora::UNET, crate::lora::TEXT_ENCODER, crate::lora::TEXT_ENCODER_2])?;
+                Ok(Self::Sd(Box::new(sd::SdPipeline::load_with_loras(folder, device, dtype, loras)?)))
+            }
+        }
+    }
+
+    /// Runs a batch; one `[3, H, W]` f32 image in `[0, 1]` per item.
+    pub fn generate(&self, req: &BatchRequest, on_step: crate::samplers::StepHook<'_>) -> Result<Vec<Tensor>> {
+        match self {
+            Self::Sd(p) => p.generate(req, on_step),
+            Self::Flux(p) => p.generate(req, on_step),
+            Self::Sd3(p) => p.generate(req, on_step),
+        }
+    }
+}
+
+/// The sampler a family uses when a task names none.
+pub fn default_sampler(kind: crate::loader::PipelineKind) -> Sampler {
+    use crate::loader::PipelineKind::*;
+    match kind {
+        Flux | StableDiffusion3 => Sampler::FlowEuler,
+        StableDiffusion | StableDiffusionXl => Sampler::KDpmpp2m,
+    }
+}
 
 /// One image of a batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +113,21 @@ pub fn img2img_sigmas(sigmas: &[f64], strength: f32) -> Vec<f64> {
     let steps = sigmas.len() - 1;
     let run = ((steps as f32 * strength.clamp(0.0, 1.0)).floor() as usize).min(steps);
     sigmas[steps - run..].to_vec()
+}
+
+/// Image-to-image start for flow-matching models: `x = (1 - s) z0 + s eps`
+/// at `sigma`, the first noise level run; `z0` is `[B, C, h, w]` f32.
+pub(crate) fn flow_img2img_latents(z0: &Tensor, noise: &mut NoiseSource, sigma: f64) -> Result<Tensor> {
+    let eps = noise.randn_like(z0)?;
+    Ok((z0.affine(1.0 - sigma, 0.0)? + eps.affine(sigma, 0.0)?)?)
+}
+
+/// Samples a VAE posterior `(mean, logvar)` with seeded noise, then shifts
+/// and scales it into the latent space the model sees.
+pub(crate) fn sample_posterior(mean: &Tensor, logvar: &Tensor, noise: &mut NoiseSource, shift: f64, scale: f64) -> Result<Tensor> {
+    let std = logvar.affine(0.5, 0.0)?.exp()?;
+    let z = (mean + (std * noise.randn_like(mean)?)?)?;
+    Ok(z.affine(scale, -shift * scale)?)
 }
 
 /// Init images `[B, 3, H, W]` in `[-1, 1]` (f32).

@@ -3,6 +3,7 @@
 //! and 2.x repos ship), with the same normaliser and pre-tokeniser as
 //! transformers' `CLIPTokenizerFast`. Start/end tokens and padding to the
 //! context length are added here, so both layouts give identical ids.
+//! Also T5's fixed-length rows (FLUX, SD3) from a `tokenizer.json`.
 
 use std::path::Path;
 
@@ -91,4 +92,40 @@ fn pad_token(dir: &Path) -> Option<String> {
             other => other.get("content")?.as_str().map(str::to_string),
         }
     })
+}
+
+/// A T5 tokenizer (FLUX and SD3's `tokenizer_2`/`tokenizer_3`) producing
+/// fixed-length rows: tokens, then `</s>`, then `<pad>` up to `max_len`,
+/// as transformers' `T5TokenizerFast` with `padding="max_length"` does.
+pub struct T5Tokenizer {
+    inner: Tokenizer,
+    eos: u32,
+    pad: u32,
+    max_len: usize,
+}
+
+impl T5Tokenizer {
+    /// Loads `tokenizer.json` from `dir`; rows are `max_len` ids long.
+    pub fn load(dir: &Path, max_len: usize) -> Result<Self> {
+        let json = dir.join("tokenizer.json");
+        let inner = Tokenizer::from_file(&json).map_err(|e| EngineError::bad_model(&json, e))?;
+        let id = |t: &str| inner.token_to_id(t).ok_or_else(|| EngineError::bad_model(&json, format!("tokenizer has no `{t}`")));
+        let (eos, pad) = (id("</s>")?, id("<pad>")?);
+        Ok(Self { inner, eos, pad, max_len })
+    }
+
+    /// The configured `model_max_length` of a tokenizer folder, if any.
+    pub fn model_max_length(dir: &Path) -> Option<usize> {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()?).ok()?;
+        v.get("model_max_length")?.as_u64().map(|n| n as usize)
+    }
+
+    /// `[tokens…, </s>, <pad>…]`, exactly `max_len` ids; long prompts are cut, keeping `</s>`.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, false).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        let mut ids: Vec<u32> = enc.get_ids().iter().copied().take(self.max_len.saturating_sub(1)).collect();
+        ids.push(self.eos);
+        ids.resize(self.max_len, self.pad);
+        Ok(ids)
+    }
 }

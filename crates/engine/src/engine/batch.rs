@@ -62,13 +62,13 @@ pub fn init_of(job: &Job) -> Result<Option<InitPixels>, EngineError> {
 
 /// Splits the accepted jobs (`inits[j]` is `Some` for them, holding their
 /// decoded init image if any) into chunks of at most `max_batch` images.
-pub fn plan(jobs: &[Job], inits: &[Option<Option<InitPixels>>], max_batch: usize) -> Vec<Chunk> {
+pub fn plan(jobs: &[Job], inits: &[Option<Option<InitPixels>>], max_batch: usize, default_sampler: Sampler) -> Vec<Chunk> {
     let mut groups: Vec<Chunk> = Vec::new();
     for (j, job) in jobs.iter().enumerate() {
         let Some(init) = &inits[j] else { continue };
         let spec = &job.spec;
         let strength = spec.init_image.as_ref().map(|i| i.strength);
-        let sampler = spec.sampler.unwrap_or(DEFAULT_SAMPLER);
+        let sampler = spec.sampler.unwrap_or(default_sampler);
         let (width, height, steps, spacing) = (spec.size.width as usize, spec.size.height as usize, spec.steps as usize, spacing_of(job));
         let idx = match groups.iter().position(|g| {
             let r = &g.request;
@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn images_use_consecutive_seeds_and_split_at_the_batch_limit() {
         let jobs = [job("a", 3, None, 10), job("b", 2, None, u64::MAX)];
-        let chunks = plan(&jobs, &[Some(None), Some(None)], 4);
+        let chunks = plan(&jobs, &[Some(None), Some(None)], 4, DEFAULT_SAMPLER);
         assert_eq!(chunks.len(), 2);
         let seeds: Vec<u64> = chunks.iter().flat_map(|c| c.request.items.iter().map(|i| i.seed)).collect();
         assert_eq!(seeds, vec![10, 11, 12, u64::MAX, 0]);
@@ -133,7 +133,7 @@ mod tests {
     #[test]
     fn different_samplers_never_share_a_forward_batch() {
         let jobs = [job("a", 1, Some(Sampler::KEuler), 0), job("b", 1, Some(Sampler::Ddim), 0), job("c", 1, Some(Sampler::KEuler), 0)];
-        let chunks = plan(&jobs, &[Some(None), Some(None), Some(None)], 8);
+        let chunks = plan(&jobs, &[Some(None), Some(None), Some(None)], 8, DEFAULT_SAMPLER);
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].slots.iter().map(|s| s.job).collect::<Vec<_>>(), vec![0, 2]);
         assert_eq!(chunks[1].request.sampler, Sampler::Ddim);
@@ -154,7 +154,7 @@ mod tests {
     fn different_loras_never_share_a_forward_batch() {
         let mut styled = job("a", 1, None, 0);
         styled.spec.loras.push(LoraSpec { name: "style".into(), scale: 0.5 });
-        let chunks = plan(&[styled, job("b", 1, None, 0)], &[Some(None), Some(None)], 8);
+        let chunks = plan(&[styled, job("b", 1, None, 0)], &[Some(None), Some(None)], 8, DEFAULT_SAMPLER);
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].loras.len(), 1);
         assert!(chunks[1].loras.is_empty());

@@ -2,12 +2,14 @@
 //! materialises every `tokens x tokens` score matrix, so activation memory
 //! grows with the square of the latent area at the first attention block;
 //! the estimate is calibrated on a measurement (engine-notes: a real SD 1.5
-//! UNet with guidance peaks at about 17 GB at 512x512).
+//! UNet with guidance peaks at about 17 GB at 512x512). FLUX and SD3 use the
+//! same calibration on their joint attention (image + text tokens), unmeasured.
 
 use std::path::Path;
 
 use imagegate_core::backend::Job;
 
+use crate::loader::PipelineKind;
 use crate::models::configs::{UNetFile, VaeFile, read_json};
 
 /// Peak bytes per score-matrix byte, from the 17 GB SD 1.5 measurement
@@ -29,14 +31,58 @@ pub fn activation_bytes_per_image(unet: &UNetFile, vae: &VaeFile, width: u32, he
 /// The most images per forward batch for `jobs` on the model in `folder`:
 /// `max_batch`, lowered so the estimate stays within `budget` (at least 1).
 pub fn batch_limit(folder: &Path, jobs: &[Job], budget: u64, max_batch: usize) -> usize {
-    let (Ok(unet), Ok(vae)) = (read_json::<UNetFile>(&folder.join("unet/config.json")), read_json::<VaeFile>(&folder.join("vae/config.json"))) else {
-        return max_batch;
+    // A single-file checkpoint has its template's architecture.
+    let folder = if folder.is_file() { crate::loader::checkpoint_template(folder).unwrap_or_default() } else { folder.to_path_buf() };
+    let size = |j: &Job| (j.spec.size.width, j.spec.size.height, j.spec.guidance > 1.0);
+    let per_image = match (read_json::<UNetFile>(&folder.join("unet/config.json")), read_json::<VaeFile>(&folder.join("vae/config.json"))) {
+        (Ok(unet), Ok(vae)) => jobs
+            .iter()
+            .map(|j| {
+                let (w, h, guided) = size(j);
+                activation_bytes_per_image(&unet, &vae, w, h, guided)
+            })
+            .max(),
+        _ => match crate::loader::read_kind(&folder) {
+            Ok(kind @ (PipelineKind::Flux | PipelineKind::StableDiffusion3)) => {
+                let t = Transformer::of(&folder, kind);
+                jobs.iter().map(|j| t.bytes_per_image(size(j))).max()
+            }
+            _ => return max_batch,
+        },
     };
-    let per_image = jobs
-        .iter()
-        .map(|j| activation_bytes_per_image(&unet, &vae, j.spec.size.width, j.spec.size.height, j.spec.guidance > 1.0))
-        .max()
-        .unwrap_or(0);
+    limit(per_image.unwrap_or(0), budget, max_batch)
+}
+
+/// What the joint-attention estimate of FLUX and SD3 needs.
+struct Transformer {
+    heads: u64,
+    text_tokens: u64,
+    /// SD3 runs negatives and positives together under guidance; FLUX has no second pass.
+    cfg: bool,
+}
+
+impl Transformer {
+    fn of(folder: &Path, kind: PipelineKind) -> Self {
+        let cfg: serde_json::Value = read_json(&folder.join("transformer/config.json")).unwrap_or_default();
+        let heads = cfg.get("num_attention_heads").and_then(|h| h.as_u64());
+        match kind {
+            // FLUX.1 has 24 heads; BFL files carry no config. T5 gives 512 tokens (dev).
+            PipelineKind::Flux => Self { heads: heads.unwrap_or(24), text_tokens: 512, cfg: false },
+            // SD3.5 large: 38 heads; 77 CLIP + 256 T5 tokens.
+            _ => Self { heads: heads.unwrap_or(38), text_tokens: 333, cfg: true },
+        }
+    }
+
+    /// Score-matrix bytes of one image (16× latent downscale after 2×2
+    /// patches), scaled by the UNet calibration: not measured on these models.
+    fn bytes_per_image(&self, (w, h, guided): (u32, u32, bool)) -> u64 {
+        let tokens = (u64::from(w) / 16) * (u64::from(h) / 16) + self.text_tokens;
+        let rows = if self.cfg && guided { 2 } else { 1 };
+        rows * self.heads * tokens * tokens * 4 * CALIBRATION
+    }
+}
+
+fn limit(per_image: u64, budget: u64, max_batch: usize) -> usize {
     if per_image == 0 {
         return max_batch;
     }
@@ -55,6 +101,16 @@ mod tests {
         });
         let vae = serde_json::json!({ "block_out_channels": [128, 256, 512, 512] });
         (serde_json::from_value(unet).unwrap(), serde_json::from_value(vae).unwrap())
+    }
+
+    #[test]
+    fn flux_at_1024_fits_one_image_in_16_gib_and_sd3_guidance_doubles() {
+        let flux = Transformer { heads: 24, text_tokens: 512, cfg: false };
+        let one = flux.bytes_per_image((1024, 1024, true));
+        assert_eq!(limit(one, 16 << 30, 4), 1);
+        assert_eq!(limit(flux.bytes_per_image((256, 256, true)), 16 << 30, 4), 4);
+        let sd3 = Transformer { heads: 38, text_tokens: 333, cfg: true };
+        assert_eq!(sd3.bytes_per_image((512, 512, true)), 2 * sd3.bytes_per_image((512, 512, false)));
     }
 
     #[test]

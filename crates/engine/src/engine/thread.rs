@@ -20,7 +20,7 @@ use crate::input::InitPixels;
 use crate::loader::{read_kind, weight_bytes};
 use crate::lora::{self, LoraRef};
 use crate::output::{Parameters, encode_image};
-use crate::pipelines::sd::SdPipeline;
+use crate::pipelines::{Pipeline, default_sampler};
 use crate::samplers::SigmaSpacing;
 
 /// Results of a generate command, in job order.
@@ -52,7 +52,7 @@ struct Cached {
     folder: PathBuf,
     /// LoRAs merged into this copy's weights (part of the cache key).
     loras: Vec<LoraRef>,
-    pipeline: SdPipeline,
+    pipeline: Pipeline,
     bytes: u64,
 }
 
@@ -101,12 +101,12 @@ impl EngineThread {
     }
 
     /// The pipeline for `folder` with `loras` merged, loading it (and evicting others) if needed.
-    fn pipeline(&mut self, folder: &Path, loras: &[LoraRef]) -> Result<&SdPipeline> {
+    fn pipeline(&mut self, folder: &Path, loras: &[LoraRef]) -> Result<&Pipeline> {
         if let Some(i) = self.cache.iter().position(|c| c.folder == folder && c.loras == loras) {
             let hit = self.cache.remove(i);
             self.cache.push(hit);
         } else {
-            if !folder.join("model_index.json").is_file() {
+            if !folder.join("model_index.json").is_file() && !folder.is_file() {
                 return Err(EngineError::MissingWeights {
                     model: folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
                     missing: "model_index.json".into(),
@@ -122,7 +122,7 @@ impl EngineThread {
                 let evicted = self.cache.remove(0);
                 tracing::info!(folder = %evicted.folder.display(), "evicting pipeline to stay within the memory budget");
             }
-            let pipeline = SdPipeline::load_with_loras(folder, &self.device, self.dtype, loras)?;
+            let pipeline = Pipeline::load(folder, &self.device, self.dtype, loras)?;
             self.cache.push(Cached { folder: folder.to_path_buf(), loras: loras.to_vec(), pipeline, bytes });
         }
         // The entry was just pushed or moved to the end.
@@ -163,7 +163,8 @@ impl EngineThread {
             })
             .collect();
         let max_batch = batch_limit(folder, jobs, self.activation_budget, self.max_batch);
-        let chunks = plan(jobs, &inits, max_batch);
+        let sampler = read_kind(folder).map(default_sampler).unwrap_or(super::batch::DEFAULT_SAMPLER);
+        let chunks = plan(jobs, &inits, max_batch, sampler);
         tracing::debug!(jobs = jobs.len(), chunks = chunks.len(), max_batch, "running batch");
         let mut images: HashMap<usize, Vec<(u32, GeneratedImage)>> = HashMap::new();
         let mut chunks_left: HashMap<usize, u32> = HashMap::new();
@@ -214,7 +215,7 @@ impl EngineThread {
 
 /// Runs one forward batch and encodes its images.
 fn run_chunk(
-    pipe: &SdPipeline,
+    pipe: &Pipeline,
     chunk: &Chunk,
     jobs: &[Job],
     progress: &ProgressSink,

@@ -169,6 +169,9 @@ pub struct VaeFile {
     /// Latents are divided by this before decoding (SD 0.18215, SDXL 0.13025).
     #[serde(default = "default_scaling")]
     pub scaling_factor: f64,
+    /// Subtracted before scaling when encoding, added back before decoding (FLUX 0.1159; SD none).
+    #[serde(default)]
+    pub shift_factor: Option<f64>,
     /// Whether `quant_conv` exists.
     #[serde(default = "default_true")]
     pub use_quant_conv: bool,

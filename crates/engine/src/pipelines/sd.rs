@@ -11,6 +11,7 @@ use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use imagegate_core::Sampler;
 
 use super::{BatchRequest, img2img_sigmas, init_latents, init_pixels, schedule, split_batch};
+use crate::checkpoint::LdmLayout;
 use crate::error::{EngineError, Result};
 use crate::loader::{PipelineKind, missing_files, read_kind, weight_files};
 use crate::lora::{self, Component, LoraRef};
@@ -57,14 +58,25 @@ fn load_vb(dir: &Path, stem: &str, load: &Load<'_>, component: Component) -> Res
         missing: format!("{stem}.safetensors"),
         looked_in: dir.display().to_string(),
     })?;
-    lora::var_builder(&files, load.loras, component, load.dtype, load.device)
+    match load.checkpoint {
+        // `dir` is then the template's component folder: its files only name the tensors.
+        Some((file, layout)) => {
+            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let part = lora::CheckpointPart { file, layout, name, template_files: &files };
+            lora::checkpoint_var_builder(&part, load.loras, component, load.dtype, load.device)
+        }
+        None => lora::var_builder(&files, load.loras, component, load.dtype, load.device),
+    }
 }
 
-/// How to load: where, at which precision, with which LoRAs merged.
+/// How to load: where, at which precision, with which LoRAs merged, and
+/// whether the weights come from a single-file checkpoint instead.
+#[derive(Clone, Copy)]
 struct Load<'a> {
     device: &'a Device,
     dtype: DType,
     loras: &'a [LoraRef],
+    checkpoint: Option<(&'a Path, &'a LdmLayout)>,
 }
 
 fn load_encoder(folder: &Path, suffix: &str, load: &Load<'_>) -> Result<TextEncoder> {
@@ -84,7 +96,19 @@ impl SdPipeline {
 
     /// [`Self::load`] with `loras` merged into the UNet and text encoder weights.
     pub fn load_with_loras(folder: &Path, device: &Device, dtype: DType, loras: &[LoraRef]) -> Result<Self> {
-        let load = Load { device, dtype, loras };
+        Self::load_from(folder, Load { device, dtype, loras, checkpoint: None })
+    }
+
+    /// Loads a single-file checkpoint (`file`, A1111/ComfyUI layout) with
+    /// the architecture, tokenizers and scheduler of the diffusers folder
+    /// `template` (same family), and `loras` merged.
+    pub fn load_checkpoint(file: &Path, template: &Path, device: &Device, dtype: DType, loras: &[LoraRef]) -> Result<Self> {
+        let layout = LdmLayout::from_template(template)?;
+        Self::load_from(template, Load { device, dtype, loras, checkpoint: Some((file, &layout)) })
+    }
+
+    fn load_from(folder: &Path, load: Load<'_>) -> Result<Self> {
+        let (device, dtype) = (load.device, load.dtype);
         let missing = missing_files(folder);
         if !missing.is_empty() {
             return Err(EngineError::MissingWeights {

@@ -45,3 +45,87 @@ impl SamplerImpl for FlowEuler {
         Ok(x)
     }
 }
+
+/// The time shift of a flow-matching model, from diffusers'
+/// `FlowMatchEulerDiscreteScheduler` config: a constant `shift` (SD3: 3.0,
+/// FLUX schnell: 1.0, off), or FLUX dev's shift that grows with the image's
+/// token count, `exp(mu)` with `mu` linear in the sequence length.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+pub struct FlowShift {
+    /// The constant shift.
+    #[serde(default = "one")]
+    pub shift: f64,
+    /// Whether the shift depends on the image's token count.
+    #[serde(default)]
+    pub use_dynamic_shifting: bool,
+    /// `mu` at `base_image_seq_len` tokens.
+    #[serde(default = "half")]
+    pub base_shift: f64,
+    /// `mu` at `max_image_seq_len` tokens.
+    #[serde(default = "max_shift")]
+    pub max_shift: f64,
+    /// Token count of `base_shift`.
+    #[serde(default = "base_len")]
+    pub base_image_seq_len: usize,
+    /// Token count of `max_shift`.
+    #[serde(default = "max_len")]
+    pub max_image_seq_len: usize,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn half() -> f64 {
+    0.5
+}
+fn max_shift() -> f64 {
+    1.15
+}
+fn base_len() -> usize {
+    256
+}
+fn max_len() -> usize {
+    4096
+}
+
+impl FlowShift {
+    /// A constant shift.
+    pub fn constant(shift: f64) -> Self {
+        Self { shift, use_dynamic_shifting: false, base_shift: half(), max_shift: max_shift(), base_image_seq_len: base_len(), max_image_seq_len: max_len() }
+    }
+
+    /// FLUX dev's resolution-dependent shift with diffusers' defaults.
+    pub fn dynamic() -> Self {
+        Self { use_dynamic_shifting: true, ..Self::constant(1.0) }
+    }
+
+    /// The shift for an image of `seq_len` latent tokens. The dynamic form
+    /// `e^mu / (e^mu + 1/s - 1)` is the constant form with `shift = e^mu`.
+    pub fn shift_for(&self, seq_len: usize) -> f64 {
+        if !self.use_dynamic_shifting {
+            return self.shift;
+        }
+        let (x1, x2) = (self.base_image_seq_len as f64, self.max_image_seq_len as f64);
+        let m = (self.max_shift - self.base_shift) / (x2 - x1);
+        let mu = self.base_shift + m * (seq_len as f64 - x1);
+        mu.exp()
+    }
+}
+
+#[cfg(test)]
+mod shift_tests {
+    use super::*;
+
+    #[test]
+    fn dynamic_shift_matches_the_exponential_time_shift() {
+        let s = FlowShift::dynamic();
+        // mu = 0.5 at 256 tokens and 1.15 at 4096.
+        assert!((s.shift_for(256) - 0.5f64.exp()).abs() < 1e-12);
+        assert!((s.shift_for(4096) - 1.15f64.exp()).abs() < 1e-12);
+        let mu: f64 = 0.8;
+        for (t, shifted) in linspace(1.0, 0.0, 5).into_iter().zip(flow_sigmas(4, mu.exp())) {
+            let expected = if t == 0.0 { 0.0 } else { mu.exp() / (mu.exp() + 1.0 / t - 1.0) };
+            assert!((shifted - expected).abs() < 1e-12, "{t}: {shifted} vs {expected}");
+        }
+    }
+}

@@ -1,8 +1,11 @@
 //! The engine's integration tests: tiny random-weight models written in the
 //! real diffusers layout, loaded by the real loader and run end to end.
 
+mod checkpoint;
 mod engine;
 mod fixtures;
+mod flux;
 mod img2img;
 mod lora;
 mod sd;
+mod sd3;
