@@ -4,6 +4,8 @@
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
+    /// Address to listen on.
+    pub listen: String,
     /// Largest accepted request body (413 beyond).
     pub body_limit_bytes: usize,
     /// How long synchronous dialects wait for a task before answering 504.
@@ -20,6 +22,6 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { body_limit_bytes: 16 * 1024 * 1024, sync_wait_secs: 120.0, max_queued: 10_000, remote_workers: false, public_url: None }
+        Self { listen: "127.0.0.1:8080".into(), body_limit_bytes: 16 * 1024 * 1024, sync_wait_secs: 120.0, max_queued: 10_000, remote_workers: false, public_url: None }
     }
 }

@@ -1,1 +1,22 @@
-fn main() {}
+//! The imagegate binary: parses the command line and runs one command.
+
+mod cli;
+mod cmd;
+mod config;
+mod telemetry;
+mod wiring;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    telemetry::init();
+    match cmd::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The command line: global options shared by every command, then one
+//! subcommand. Every option has a matching `IMAGEGATE_*` variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// imagegate: a self-hostable image-generation API platform.
+#[derive(Debug, Parser)]
+#[command(name = "imagegate", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "IMAGEGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Folder for the SQLite database and local objects (default ./data).
+    #[arg(long, global = true, env = "IMAGEGATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite:…` or `postgres://…` (default: SQLite in the data folder).
+    #[arg(long, global = true, env = "IMAGEGATE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Folder of local model pipelines and checkpoints (default ./models).
+    #[arg(long, global = true, env = "IMAGEGATE_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Object storage: a folder, or `s3://bucket/prefix` (AWS_* variables for credentials).
+    #[arg(long, global = true, env = "IMAGEGATE_OBJECTS")]
+    pub objects: Option<String>,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API with in-process workers.
+    Serve(ServeArgs),
+    /// Run workers only (GPU hosts), sharing the database and object storage.
+    Worker(WorkerArgs),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Generate one image locally with the engine and write it to a file.
+    Generate(GenerateArgs),
+    /// Local models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Upstream provider channels.
+    #[command(subcommand)]
+    Channels(ChannelsCommand),
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "IMAGEGATE_LISTEN")]
+    pub listen: Option<String>,
+    /// Worker loops in this process (0 for an API-only node).
+    #[arg(long, env = "IMAGEGATE_WORKERS")]
+    pub workers: Option<usize>,
+    /// Serve every model with the synthetic backend (labelled test
+    /// patterns, no model runs): for load tests and deployment smoke tests.
+    #[arg(long, env = "IMAGEGATE_SYNTHETIC_BACKEND")]
+    pub synthetic_backend: bool,
+    /// Delay per synthetic task, in milliseconds.
+    #[arg(long, default_value_t = 0, env = "IMAGEGATE_SYNTHETIC_DELAY_MS")]
+    pub synthetic_delay_ms: u64,
+}
+
+/// `worker` options.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Worker loops (default from config).
+    #[arg(long, env = "IMAGEGATE_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints it (and nothing else) on standard output.
+    Create {
+        /// Label for the key.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Account name or id (created on the free plan if it does not exist; default: admin).
+        #[arg(long, default_value = "admin")]
+        account: String,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Only this account's keys.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// Key id (`key_…`).
+        id: String,
+    },
+}
+
+/// `generate` options.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to draw.
+    pub prompt: String,
+    /// Model id (default: the configured default, or the only local model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// `WxH` (default: the model's native size).
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Denoising steps.
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// Seed (default: random).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Sampler name (K_EULER, K_DPMPP_2M, DDIM, …).
+    #[arg(long)]
+    pub sampler: Option<String>,
+    /// Guidance scale.
+    #[arg(long)]
+    pub guidance: Option<f32>,
+    /// Negative prompt.
+    #[arg(long)]
+    pub negative: Option<String>,
+    /// LoRA as `FILE:SCALE` (repeatable).
+    #[arg(long = "lora")]
+    pub loras: Vec<String>,
+    /// Output file (default `<model>-<seed>.png`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `models` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List catalog models and whether local weights are installed.
+    List,
+}
+
+/// `channels` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ChannelsCommand {
+    /// List configured channels with their breaker state.
+    List,
+}

@@ -1,0 +1,52 @@
+//! One module per command.
+
+mod channels;
+mod generate;
+mod keys;
+mod models;
+mod serve;
+mod worker;
+
+use crate::cli::{Cli, Command};
+use crate::wiring;
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = wiring::load_config(&cli.global)?;
+    match cli.command {
+        Command::Serve(args) => serve::run(config, args).await,
+        Command::Worker(args) => worker::run(config, args).await,
+        Command::Keys(c) => keys::run(config, c).await,
+        Command::Generate(args) => generate::run(config, args).await,
+        Command::Models(c) => models::run(config, c).await,
+        Command::Channels(c) => channels::run(config, c).await,
+        Command::Migrate => {
+            wiring::open_db(&config).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

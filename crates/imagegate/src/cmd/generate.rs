@@ -1,0 +1,90 @@
+//! `imagegate generate`: one image from the local engine, with a progress
+//! bar, written to a PNG that carries its generation parameters.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use imagegate_core::backend::Job;
+use imagegate_core::{Backend, CancelFlag, LoraSpec, Progress, ProgressSink, Size, TaskSpec};
+use imagegate_engine::{Engine, EngineConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::GenerateArgs;
+use crate::config::Config;
+use crate::wiring;
+
+fn parse_lora(raw: &str) -> anyhow::Result<LoraSpec> {
+    let (name, scale) = raw.rsplit_once(':').context("--lora takes FILE:SCALE")?;
+    Ok(LoraSpec { name: name.to_string(), scale: scale.parse().with_context(|| format!("--lora scale `{scale}` is not a number"))? })
+}
+
+/// Generates and writes the image.
+pub async fn run(config: Config, args: GenerateArgs) -> anyhow::Result<()> {
+    let catalog = wiring::catalog_with_local_models(&config)?;
+    let mut engine_config = EngineConfig::new(config.models.dir.clone());
+    engine_config.memory_budget_bytes = config.models.memory_budget_mib * 1024 * 1024;
+    let engine = Engine::start(engine_config).context("starting the engine")?;
+    let model_name = match args.model.clone().or_else(|| config.models.default_model.clone()) {
+        Some(m) => m,
+        None => {
+            let local = imagegate_engine::discover(&config.models.dir);
+            match local.as_slice() {
+                [only] => only.id.clone(),
+                [] => anyhow::bail!("no local model in {}; pass --model or install one", config.models.dir.display()),
+                many => anyhow::bail!("several local models ({}); pass --model", many.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", ")),
+            }
+        }
+    };
+    let model = catalog.require(&model_name).map_err(|e| anyhow::anyhow!(e.message))?;
+    engine.serves(model).map_err(|why| anyhow::anyhow!("cannot run {} here: {why}", model.id))?;
+    let size = match &args.size {
+        Some(s) => {
+            let size: Size = s.parse().map_err(|_| anyhow::anyhow!("--size takes WxH, got `{s}`"))?;
+            model.check_size("--size", size).map_err(|e| anyhow::anyhow!(e.message))?;
+            size
+        }
+        None => model.native_size(),
+    };
+    let mut spec = TaskSpec::simple(&model.id, &args.prompt, size);
+    spec.steps = args.steps.unwrap_or(model.steps);
+    spec.guidance = args.guidance.unwrap_or(model.guidance);
+    spec.sampler = match &args.sampler {
+        Some(s) => Some(s.parse().map_err(|_| anyhow::anyhow!("--sampler `{s}` is not one of {}", imagegate_core::Sampler::allowed_list()))?),
+        None => model.sampler,
+    };
+    spec.seed = args.seed.unwrap_or_else(rand::random);
+    spec.negative_prompt = args.negative.clone();
+    spec.loras = args.loras.iter().map(|l| parse_lora(l)).collect::<anyhow::Result<_>>()?;
+
+    let bar = ProgressBar::new(u64::from(spec.steps));
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{bar:30}] step {pos}/{len} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_message(model.id.clone());
+    let sink: ProgressSink = {
+        let bar = bar.clone();
+        Arc::new(move |p: Progress| {
+            bar.set_length(u64::from(p.total));
+            bar.set_position(u64::from(p.step));
+        })
+    };
+    let job = Job { task_id: "cli".into(), spec: spec.clone() };
+    let generation = engine.generate(&job, &sink, &CancelFlag::new()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    bar.finish_and_clear();
+    let image = generation.images.into_iter().next().context("the engine returned no image")?;
+    let out = args.out.clone().unwrap_or_else(|| format!("{}-{}.{}", model.id.replace('/', "_"), spec.seed, image.format.ext()).into());
+    std::fs::write(&out, &image.bytes).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {} ({}x{}, seed {})", out.display(), image.width, image.height, image.seed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loras_parse_file_and_scale() {
+        let l = parse_lora("styles/ink.safetensors:0.8").unwrap();
+        assert_eq!((l.name.as_str(), l.scale), ("styles/ink.safetensors", 0.8));
+        assert!(parse_lora("ink").is_err());
+        assert!(parse_lora("ink:x").is_err());
+    }
+}

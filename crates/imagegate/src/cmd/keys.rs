@@ -1,0 +1,47 @@
+//! `imagegate keys create|list|revoke`, against the same database the server
+//! uses (safe while it runs).
+
+use imagegate_store::StoreError;
+
+use crate::cli::KeysCommand;
+use crate::config::Config;
+use crate::wiring;
+
+/// Runs a keys subcommand.
+pub async fn run(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
+    let db = wiring::open_db(&config).await?;
+    match cmd {
+        KeysCommand::Create { name, account } => {
+            let acct = match db.find_account(&account).await {
+                Ok(a) => a,
+                Err(StoreError::NotFound(_)) => {
+                    eprintln!("account `{account}` did not exist; created it on the free plan");
+                    db.create_account(&account, "free", false).await?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let key = db.create_key(&acct.id, &name).await?;
+            eprintln!("created key {} for account {}; it is shown only this once", key.record.id, acct.name);
+            println!("{}", key.secret.expose());
+        }
+        KeysCommand::List { account } => {
+            let account_id = match account {
+                Some(a) => Some(db.find_account(&a).await?.id),
+                None => None,
+            };
+            println!("{:<40} {:<40} {:<16} {:<12} status", "id", "account", "name", "hint");
+            for k in db.list_keys(account_id.as_deref()).await? {
+                let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{:<40} {:<40} {:<16} {:<12} {status}", k.id, k.account_id, k.name, format!("{}…", k.hint));
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if db.revoke_key(&id).await? {
+                eprintln!("revoked {id}");
+            } else {
+                anyhow::bail!("no active key with id {id}");
+            }
+        }
+    }
+    Ok(())
+}

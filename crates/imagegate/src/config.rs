@@ -1,0 +1,177 @@
+//! Configuration: compiled-in defaults, then the TOML file (`--config`),
+//! then `IMAGEGATE__SECTION__KEY` environment variables, then CLI flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use imagegate_api::ApiConfig;
+use imagegate_core::{Catalog, ModelEntry};
+use imagegate_queue::QueueConfig;
+use imagegate_upstream::UpstreamConfig;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`: listen address and HTTP limits.
+    pub server: ApiConfig,
+    /// `[storage]`: data folder, database and objects.
+    pub storage: StorageConfig,
+    /// `[queue]`: workers, leases, retries, retention.
+    pub queue: QueueConfig,
+    /// `[models]`: models folder and catalog additions.
+    pub models: ModelsConfig,
+    /// `[upstream]`: provider channels.
+    pub upstream: UpstreamConfig,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Folder for the SQLite file and local objects.
+    pub data_dir: PathBuf,
+    /// `sqlite:…` or `postgres://…`; default: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// `s3://bucket/prefix` or a folder; default: `data_dir/objects`.
+    pub objects: Option<String>,
+    /// Lifetime of signed image URLs.
+    pub url_ttl_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("./data"), database_url: None, objects: None, url_ttl_secs: 3600 }
+    }
+}
+
+impl StorageConfig {
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| imagegate_store::Db::sqlite_url_in(&self.data_dir))
+    }
+
+    /// The object storage in effect.
+    pub fn objects(&self) -> String {
+        self.objects.clone().unwrap_or_else(|| self.data_dir.join("objects").display().to_string())
+    }
+}
+
+/// `[models]`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Folder of local pipelines and checkpoints.
+    pub dir: PathBuf,
+    /// Model used when a request names none.
+    pub default_model: Option<String>,
+    /// Extra or overriding catalog entries (`[[models.catalog]]`).
+    pub catalog: Vec<ModelEntry>,
+    /// Extra aliases: alias → model id.
+    pub aliases: std::collections::BTreeMap<String, String>,
+    /// Engine memory budget for loaded pipelines, in MiB.
+    pub memory_budget_mib: u64,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("./models"), default_model: None, catalog: Vec::new(), aliases: Default::default(), memory_budget_mib: 16 * 1024 }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `IMAGEGATE__…` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut doc = toml::Table::try_from(Config::default()).context("serialising defaults")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+            let overlay: toml::Table = toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+            merge(&mut doc, overlay);
+        }
+        for (name, value) in std::env::vars() {
+            if let Some(path) = name.strip_prefix("IMAGEGATE__") {
+                set_path(&mut doc, &path.to_lowercase().split("__").collect::<Vec<_>>(), &value);
+            }
+        }
+        toml::Value::Table(doc).try_into().context("invalid configuration")
+    }
+
+    /// The catalog: the compiled-in one plus config entries and aliases.
+    pub fn catalog(&self) -> anyhow::Result<Catalog> {
+        let mut catalog = Catalog::builtin();
+        for m in &self.models.catalog {
+            catalog.upsert(m.clone());
+        }
+        for (alias, id) in &self.models.aliases {
+            catalog.add_alias(alias, id).map_err(anyhow::Error::msg)?;
+        }
+        if let Some(d) = &self.models.default_model {
+            catalog.require(d).map_err(|e| anyhow::anyhow!("models.default_model: {}", e.message))?;
+            catalog.set_default_model(d);
+        }
+        Ok(catalog)
+    }
+}
+
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (k, v) in overlay {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Sets `a.b.c = value`, reading the value as TOML when it parses (numbers,
+/// booleans, arrays) and as a string otherwise.
+fn set_path(doc: &mut toml::Table, path: &[&str], raw: &str) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut table = doc;
+    for p in parents {
+        let entry = table.entry(p.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(t) = entry else { return };
+        table = t;
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    table.insert(last.to_string(), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_build_a_catalog() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.server.sync_wait_secs, 120.0);
+        assert_eq!(c.storage.url_ttl_secs, 3600);
+        assert_eq!(c.queue.retention_days, 7.0);
+        c.catalog().unwrap();
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[server]\nlisten = \"0.0.0.0:9\"\nsync_wait_secs = 5\n[queue]\nworkers = 2\n[models.aliases]\nmy-xl = \"sdxl\"\n").unwrap();
+        let mut doc = toml::Table::try_from(Config::default()).unwrap();
+        merge(&mut doc, toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap());
+        set_path(&mut doc, &["queue", "workers"], "7");
+        set_path(&mut doc, &["storage", "objects"], "s3://bucket/p");
+        let c: Config = toml::Value::Table(doc).try_into().unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9");
+        assert_eq!(c.server.sync_wait_secs, 5.0);
+        assert_eq!(c.queue.workers, 7);
+        assert_eq!(c.storage.objects(), "s3://bucket/p");
+        assert_eq!(c.catalog().unwrap().resolve("my-xl").unwrap().id, "stable-diffusion-xl-1024-v1-0");
+    }
+
+    #[test]
+    fn typos_are_rejected() {
+        let doc: toml::Table = toml::from_str("[server]\nlisten_addr = \"x\"").unwrap();
+        assert!(toml::Value::Table(doc).try_into::<Config>().is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! Tests that drive the `imagegate` binary as a child process.
+
+mod cli;
+mod crash;
+mod server;
