@@ -5,4 +5,5 @@ mod engine;
 mod fixtures;
 mod img2img;
 mod lora;
+mod parity;
 mod sd;
