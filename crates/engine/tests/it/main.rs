@@ -7,5 +7,6 @@ mod fixtures;
 mod flux;
 mod img2img;
 mod lora;
+mod parity;
 mod sd;
 mod sd3;
