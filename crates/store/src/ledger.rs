@@ -191,7 +191,7 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         let e = Entry { account_id: account, kind: EntryKind::Grant, grant_id: Some(&id), task_id: None, available_delta: amount, held_delta: 0, reason: Some(reason) };
-        append(&mut *tx, e).await?;
+        append(&mut tx, e).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -237,7 +237,7 @@ impl Db {
             let remaining: i64 = row.try_get("remaining")?;
             sqlx::query("UPDATE credit_grants SET remaining = 0 WHERE id = $1").bind(&id).execute(&mut *tx).await?;
             let e = Entry { account_id: &account, kind: EntryKind::Expire, grant_id: Some(&id), task_id: None, available_delta: -remaining, held_delta: 0, reason: None };
-            append(&mut *tx, e).await?;
+            append(&mut tx, e).await?;
             total += remaining;
         }
         tx.commit().await?;

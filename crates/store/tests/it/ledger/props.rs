@@ -5,7 +5,7 @@
 //! summing to the kept balance, every hold settled at most once (never both
 //! captured and released), expired credits never drawn on.
 //!
-//! Deterministic: a fixed ChaCha seed and 48 cases of up to 40 steps
+//! Deterministic: a fixed ChaCha seed and 128 cases of up to 40 steps
 //! (`PROPTEST_CASES` raises the count); a few seconds on SQLite.
 
 use std::collections::BTreeMap;
@@ -52,17 +52,27 @@ fn live(k: Key, now: i64) -> bool {
     k.0 || k.1 > now
 }
 
+/// A hold as the model sees it.
+struct ModelHold {
+    acct: usize,
+    task: String,
+    amount: i64,
+    /// Bucket and amount drawn, soonest expiry first.
+    allocs: Vec<(Key, i64)>,
+    settled: bool,
+}
+
 #[derive(Default)]
 struct Model {
     buckets: [BTreeMap<Key, i64>; 2],
-    holds: Vec<(usize, String, i64, Vec<(Key, i64)>, bool)>,
+    holds: Vec<ModelHold>,
 }
 
 impl Model {
     fn balance(&self, acct: usize, now: i64) -> Balance {
         let b = &self.buckets[acct];
         let available = b.iter().filter(|(k, _)| live(**k, now)).map(|(_, v)| v).sum();
-        let held = self.holds.iter().filter(|h| h.0 == acct && !h.4).map(|h| h.2).sum();
+        let held = self.holds.iter().filter(|h| h.acct == acct && !h.settled).map(|h| h.amount).sum();
         let expiring_soonest = b.iter().find(|(k, v)| !k.0 && live(**k, now) && **v > 0).map(|(k, v)| Expiring { amount: *v, expires_at: k.1 });
         Balance { available, held, expiring_soonest }
     }
@@ -100,7 +110,7 @@ async fn run_case(ops: Vec<Op>) {
                     left -= take;
                     allocs.push((*k, take));
                 }
-                m.holds.push((acct, task.clone(), amount, allocs, false));
+                m.holds.push(ModelHold { acct, task: task.clone(), amount, allocs, settled: false });
                 // Expired credits never drawn on: every grant this hold used was live.
                 let grants = db.grants(&accts[acct]).await.unwrap();
                 for e in db.ledger_entries(&accts[acct]).await.unwrap().iter().filter(|e| e.task_id.as_deref() == Some(&task)) {
@@ -131,7 +141,7 @@ async fn settle(db: &Db, m: &mut Model, pick: usize, actual: Option<i64>) {
         return;
     }
     let i = pick % m.holds.len();
-    let task = m.holds[i].1.clone();
+    let task = m.holds[i].task.clone();
     let mut tx = db.begin().await.unwrap();
     let got = match actual {
         Some(a) => db.capture_hold(&mut tx, &task, a).await,
@@ -139,18 +149,18 @@ async fn settle(db: &Db, m: &mut Model, pick: usize, actual: Option<i64>) {
     };
     tx.commit().await.unwrap();
     let h = &mut m.holds[i];
-    if h.4 {
+    if h.settled {
         assert_eq!(got.unwrap(), None, "settling {task} twice changed something");
         return;
     }
-    h.4 = true;
-    let captured = actual.unwrap_or(0).min(h.2);
-    assert_eq!(got.unwrap(), Some(Settlement { captured, released: h.2 - captured }));
+    h.settled = true;
+    let captured = actual.unwrap_or(0).min(h.amount);
+    assert_eq!(got.unwrap(), Some(Settlement { captured, released: h.amount - captured }));
     let mut spend = captured;
-    for (k, a) in &h.3 {
+    for (k, a) in &h.allocs {
         let s = (*a).min(spend);
         spend -= s;
-        *m.buckets[h.0].entry(*k).or_default() += a - s;
+        *m.buckets[h.acct].entry(*k).or_default() += a - s;
     }
 }
 
@@ -165,7 +175,7 @@ async fn check(db: &Db, accts: &[String; 2], m: &Model, now: i64, op: &Op) {
     }
     // Each settled hold was settled once: its capture and release entries
     // add up to exactly what was held, and a released hold captured nothing.
-    for (acct, task, amount, _, settled) in &m.holds {
+    for ModelHold { acct, task, amount, settled, .. } in &m.holds {
         let entries = db.ledger_entries(&accts[*acct]).await.unwrap();
         let mine: Vec<_> = entries.iter().filter(|e| e.task_id.as_deref() == Some(task.as_str())).collect();
         let settled_sum: i64 = mine.iter().filter(|e| matches!(e.kind, EntryKind::Capture | EntryKind::Release)).map(|e| -e.held_delta).sum();
@@ -180,7 +190,7 @@ async fn check(db: &Db, accts: &[String; 2], m: &Model, now: i64, op: &Op) {
 
 #[test]
 fn random_ledger_histories_keep_every_invariant() {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(48);
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(128);
     let config = Config { cases, failure_persistence: None, ..Config::default() };
     let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &SEED));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
