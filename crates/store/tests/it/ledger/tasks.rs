@@ -148,3 +148,31 @@ async fn unmetered_tasks_hold_nothing_and_need_no_credits() {
         assert_eq!(available(db, &admin.id).await, (0, 0));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_admissions_never_overdraw() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        // Room for exactly 5 of 12 concurrent 11-credit tasks, spread over three grants.
+        db.grant_credits(&a.id, 20_000, Some(imagegate_store::now_ms() + 60_000), "free plan").await.unwrap();
+        db.grant_credits(&a.id, 20_000, None, "purchase").await.unwrap();
+        db.grant_credits(&a.id, 19_000, None, "purchase").await.unwrap();
+        let runs = (0..12).map(|_| {
+            let (db, acct) = (db.clone(), a.id.clone());
+            tokio::spawn(async move { submit_paid(&db, &acct, flux_dev(1), None).await })
+        });
+        let mut admitted = 0;
+        for r in futures::future::join_all(runs).await {
+            match r.unwrap() {
+                Ok(_) => admitted += 1,
+                Err(StoreError::InsufficientCredits(_)) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(admitted, 5);
+        assert_eq!(available(db, &a.id).await, (4_000, 55_000));
+        assert_eq!(db.count_unfinished().await.unwrap(), 5);
+        assert_ledger_balances(db, &a.id).await;
+    }
+}
