@@ -2,12 +2,13 @@
 //!
 //! Everything here is data and functions without I/O: the validated
 //! [`TaskSpec`] every dialect converts into, the model [`catalog`], the error
-//! code table, prompt enhancement and the [`Backend`] trait that the local
-//! engine and upstream channels implement.
+//! code table, [`pricing`] (quotes and plans), prompt enhancement and the
+//! [`Backend`] trait that the local engine and upstream channels implement.
 
 pub mod backend;
 pub mod catalog;
 pub mod error;
+pub mod pricing;
 pub mod prompt;
 pub mod sampler;
 pub mod size;
@@ -17,6 +18,7 @@ pub mod task;
 pub use backend::{Backend, BackendError, BackendRegistry, CancelFlag, GeneratedImage, Generation, Progress, ProgressSink};
 pub use catalog::{Catalog, Family, ModelEntry};
 pub use error::{AppError, ErrorCode};
+pub use pricing::{Breakdown, Plan, PlanTable, PriceList, Quote, UnitPrice, quote};
 pub use sampler::Sampler;
 pub use size::Size;
 pub use spec::{ImageFormat, InitImage, LoraSpec, PromptPart, TaskSpec};

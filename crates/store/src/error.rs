@@ -26,6 +26,9 @@ pub enum StoreError {
     /// Bad configuration (URL, bucket).
     #[error("configuration: {0}")]
     Config(String),
+    /// A ledger hold found too few credits; carries the balance and the price.
+    #[error(transparent)]
+    InsufficientCredits(#[from] crate::ledger::InsufficientCredits),
 }
 
 impl From<StoreError> for AppError {
@@ -33,6 +36,7 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::NotFound(what) => AppError::not_found(format!("{what} not found")),
             StoreError::Conflict(msg) => AppError::new(ErrorCode::Conflict, msg),
+            StoreError::InsufficientCredits(e) => AppError::new(ErrorCode::InsufficientCredits, e.to_string()),
             other => AppError::internal(other.to_string()),
         }
     }

@@ -1,12 +1,13 @@
 //! imagegate-store: everything imagegate persists.
 //!
 //! The database (SQLite by default, PostgreSQL for many machines) holds
-//! accounts, API keys, the task queue and idempotency records; images live in
-//! object storage behind signed, expiring URLs.
+//! accounts, API keys, the credit ledger, the task queue and idempotency
+//! records; images live in object storage behind signed, expiring URLs.
 
 pub mod db;
 pub mod error;
 pub mod keys;
+pub mod ledger;
 pub mod objects;
 pub mod signing;
 pub mod tasks;
@@ -14,6 +15,7 @@ pub mod tasks;
 pub use db::{Db, DbKind};
 pub use error::StoreError;
 pub use keys::{Account, ApiKey, Caller, NewKey};
+pub use ledger::{Balance, EntryKind, Expiring, Hold, HoldState, InsufficientCredits, LedgerEntry, Settlement};
 pub use objects::{ObjectConfig, Objects};
 pub use tasks::{ClaimedTask, NewTask, Submitted};
 

@@ -28,6 +28,9 @@ pub struct NewTask {
     pub max_attempts: u32,
     /// Caller's idempotency key and a hash of the request body.
     pub idempotency: Option<(String, String)>,
+    /// Milli-credits to hold for the task (its quote), placed in the same
+    /// transaction as the insert; `None` for unmetered (admin) accounts.
+    pub hold: Option<i64>,
 }
 
 /// The outcome of a submission.
@@ -90,8 +93,10 @@ fn task_from(row: &AnyRow) -> Result<TaskView, StoreError> {
 }
 
 impl Db {
-    /// Persists a task (and its idempotency record) in one transaction.
-    /// Nothing is acknowledged to a client before this commits.
+    /// Persists a task, its credit hold and its idempotency record in one
+    /// transaction. Nothing is acknowledged to a client before this commits;
+    /// a repeat under the same idempotency key holds nothing more. Fails with
+    /// [`StoreError::InsufficientCredits`] when the hold cannot be paid.
     pub async fn submit_task(&self, new: NewTask) -> Result<Submitted, StoreError> {
         let mut tx = self.write.begin().await?;
         if let Some((key, body_hash)) = &new.idempotency {
@@ -114,6 +119,9 @@ impl Db {
         let now = now_ms();
         let id = new_id("task");
         let spec_json = serde_json::to_string(&new.spec).map_err(|e| corrupt("spec", e))?;
+        if let Some(amount) = new.hold {
+            self.place_hold(&mut tx, &new.account_id, &id, amount, now).await?;
+        }
         sqlx::query(
             "INSERT INTO tasks (id, account_id, key_id, model, batch_key, state, spec, max_attempts, progress_total, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9)",
@@ -232,28 +240,44 @@ impl Db {
         Ok(())
     }
 
-    /// Marks a task succeeded if `worker` still holds it; false if the lease was lost.
+    /// Marks a task succeeded if `worker` still holds it; false if the lease
+    /// was lost. In the same transaction its hold is captured for the images
+    /// made (hold × made / asked, exact because a quote is per image × count)
+    /// and the rest released.
     pub async fn complete_task(&self, id: &str, worker: &str, result: &TaskResult) -> Result<bool, StoreError> {
         let json = serde_json::to_string(result).map_err(|e| corrupt("result", e))?;
         let now = now_ms();
-        let res = sqlx::query(
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query(
             "UPDATE tasks SET state = 'succeeded', result = $1, progress_step = progress_total, lease_owner = NULL, lease_expires_at = NULL, \
-             finished_at = $2, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
+             finished_at = $2, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running' RETURNING spec",
         )
         .bind(json)
         .bind(now)
         .bind(id)
         .bind(worker)
-        .execute(&self.write)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(res.rows_affected() == 1)
+        let Some(row) = row else { return Ok(false) };
+        if let Some(hold) = self.hold_in(&mut tx, id).await? {
+            let spec: TaskSpec = serde_json::from_str(&row.try_get::<String, _>("spec")?).map_err(|e| corrupt("spec", e))?;
+            let asked = i128::from(spec.count.max(1));
+            let made = i128::from(result.images.len() as u32).min(asked);
+            // Integer and exact: the hold is per-image price × count.
+            let actual = i64::try_from(i128::from(hold) * made / asked).unwrap_or(hold);
+            self.capture_hold(&mut tx, id, actual).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Records a failed attempt. Retryable failures go back to the queue
     /// while attempts remain; returns the new state, or `None` if `worker`
-    /// no longer held the task.
+    /// no longer held the task. A task that fails for good has its credit
+    /// hold released in the same transaction.
     pub async fn fail_task(&self, id: &str, worker: &str, code: &str, message: &str, retryable: bool) -> Result<Option<TaskState>, StoreError> {
         let now = now_ms();
+        let mut tx = self.write.begin().await?;
         let row = sqlx::query(
             "UPDATE tasks SET state = CASE WHEN $1 = 1 AND attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
              finished_at = CASE WHEN $1 = 1 AND attempts < max_attempts THEN NULL ELSE $2 END, \
@@ -266,25 +290,34 @@ impl Db {
         .bind(message)
         .bind(id)
         .bind(worker)
-        .fetch_optional(&self.write)
+        .fetch_optional(&mut *tx)
         .await?;
-        row.map(|r| {
-            let s: String = r.try_get(0)?;
-            TaskState::parse(&s).ok_or_else(|| corrupt("state", s))
-        })
-        .transpose()
+        let state = row
+            .map(|r| {
+                let s: String = r.try_get(0)?;
+                TaskState::parse(&s).ok_or_else(|| corrupt("state", s))
+            })
+            .transpose()?;
+        // A requeued task keeps its hold for the next attempt; a failed one gives it back.
+        if state == Some(TaskState::Failed) {
+            self.release_hold(&mut tx, id).await?;
+        }
+        tx.commit().await?;
+        Ok(state)
     }
 
     /// Requeues running tasks whose lease lapsed (their worker died or hung);
-    /// those out of attempts fail. Returns the ids that failed.
+    /// those out of attempts fail and have their credit holds released, in
+    /// the same transaction. Returns the ids requeued and the ids that failed.
     pub async fn requeue_expired(&self) -> Result<(Vec<String>, Vec<String>), StoreError> {
         let now = now_ms();
+        let mut tx = self.write.begin().await?;
         let requeued = sqlx::query(
             "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
              WHERE state = 'running' AND lease_expires_at < $1 AND attempts < max_attempts RETURNING id",
         )
         .bind(now)
-        .fetch_all(&self.write)
+        .fetch_all(&mut *tx)
         .await?;
         let failed = sqlx::query(
             "UPDATE tasks SET state = 'failed', error_code = 'lease_expired', error_message = 'its worker stopped responding on every attempt', \
@@ -292,10 +325,15 @@ impl Db {
              WHERE state = 'running' AND lease_expires_at < $1 AND attempts >= max_attempts RETURNING id",
         )
         .bind(now)
-        .fetch_all(&self.write)
+        .fetch_all(&mut *tx)
         .await?;
         let ids = |rows: Vec<AnyRow>| rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>();
-        Ok((ids(requeued)?, ids(failed)?))
+        let (requeued, failed) = (ids(requeued)?, ids(failed)?);
+        for id in &failed {
+            self.release_hold(&mut tx, id).await?;
+        }
+        tx.commit().await?;
+        Ok((requeued, failed))
     }
 
     /// Number of tasks waiting or running (for queue-full admission).

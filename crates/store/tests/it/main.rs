@@ -1,4 +1,5 @@
 //! Store contract tests: each runs on SQLite, and on PostgreSQL when `DATABASE_URL` is set.
 
 mod keys;
+mod ledger;
 mod tasks;

@@ -14,6 +14,7 @@ async fn submit(db: &Db, acct: &str, spec: TaskSpec, idem: Option<(&str, &str)>)
         spec,
         max_attempts: 2,
         idempotency: idem.map(|(k, h)| (k.to_string(), h.to_string())),
+        hold: None,
     })
     .await
 }
