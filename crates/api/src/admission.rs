@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use imagegate_core::{AppError, ErrorCode, TaskState, TaskView};
+use imagegate_core::{AppError, ErrorCode, Quote, TaskSpec, TaskState, TaskView};
 use imagegate_store::{Caller, NewTask, StoreError, Submitted};
 use tokio::time::Instant;
 
@@ -20,8 +20,11 @@ pub struct Admit {
 impl AppState {
     /// Persists a task for `caller` (503 when nothing can serve the model or
     /// the queue is full; 409 on an idempotency-key conflict).
-    pub async fn admit(&self, caller: &Caller, spec: imagegate_core::TaskSpec, how: Admit) -> Result<Submitted, AppError> {
+    pub async fn admit(&self, caller: &Caller, spec: TaskSpec, how: Admit) -> Result<Submitted, AppError> {
         let model = self.catalog.require(&spec.model)?;
+        // Admin accounts (the operator's own) are unmetered; every other
+        // account holds the quoted price until the task ends.
+        let hold = (!caller.is_admin).then(|| imagegate_core::quote(&spec, model, &self.prices).total_millicredits);
         if !self.config.remote_workers
             && let Err(why) = self.queue.backends.pick(model)
         {
@@ -38,6 +41,7 @@ impl AppState {
                 spec,
                 max_attempts: self.queue.config.max_attempts,
                 idempotency: how.idempotency,
+                hold,
             })
             .await
             .map_err(|e| match e {
@@ -49,6 +53,17 @@ impl AppState {
             self.queue.wake();
         }
         Ok(submitted)
+    }
+
+    /// What `spec` would cost (`?dry_run=true`).
+    pub fn quote(&self, spec: &TaskSpec) -> Result<Quote, AppError> {
+        let model = self.catalog.require(&spec.model)?;
+        Ok(imagegate_core::quote(spec, model, &self.prices))
+    }
+
+    /// Credits captured for a finished task, in milli-credits (0 when unmetered).
+    pub async fn charged(&self, task_id: &str) -> Result<i64, AppError> {
+        Ok(self.db.hold(task_id).await?.map_or(0, |h| h.captured))
     }
 
     /// Waits for a task to end, up to the configured synchronous deadline:

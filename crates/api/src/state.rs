@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use imagegate_core::Catalog;
+use imagegate_core::{Catalog, PlanTable, PriceList};
 use imagegate_queue::Queue;
 use imagegate_store::{Db, Objects};
 
@@ -21,11 +21,30 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// HTTP settings.
     pub config: Arc<ApiConfig>,
+    /// What tasks cost.
+    pub prices: Arc<PriceList>,
+    /// Plans (concurrency, rate limits, free grants).
+    pub plans: Arc<PlanTable>,
 }
 
 impl AppState {
     /// State over a queue (which already holds the db, objects and catalog).
     pub fn new(queue: Arc<Queue>, config: ApiConfig) -> Self {
-        Self { db: queue.db.clone(), objects: queue.objects.clone(), catalog: queue.catalog.clone(), queue, config: Arc::new(config) }
+        Self {
+            db: queue.db.clone(),
+            objects: queue.objects.clone(),
+            catalog: queue.catalog.clone(),
+            queue,
+            config: Arc::new(config),
+            prices: Arc::new(PriceList::builtin()),
+            plans: Arc::new(PlanTable::builtin()),
+        }
+    }
+
+    /// Replaces the compiled-in price list and plans with configured ones.
+    pub fn with_billing(mut self, prices: PriceList, plans: PlanTable) -> Self {
+        self.prices = Arc::new(prices);
+        self.plans = Arc::new(plans);
+        self
     }
 }

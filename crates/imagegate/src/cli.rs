@@ -53,8 +53,59 @@ pub enum Command {
     /// Upstream provider channels.
     #[command(subcommand)]
     Channels(ChannelsCommand),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// Grant credits.
+    #[command(subcommand)]
+    Credits(CreditsCommand),
+    /// Show plans.
+    #[command(subcommand)]
+    Plans(PlansCommand),
     /// Apply database migrations and exit.
     Migrate,
+}
+
+/// `accounts` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Create an account (and grant its plan's free credits).
+    Create {
+        /// Unique name.
+        name: String,
+        /// Plan (free, basic, junior, intermediate, senior, or a configured one).
+        #[arg(long, default_value = "free")]
+        plan: String,
+    },
+    /// List accounts with their balances.
+    List,
+    /// Show one account: plan, balance, keys.
+    Show {
+        /// Name or id.
+        account: String,
+    },
+}
+
+/// `credits` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CreditsCommand {
+    /// Grant credits to an account.
+    Grant {
+        /// Account name or id.
+        account: String,
+        /// Credits (decimals allowed, e.g. 12.5).
+        amount: f64,
+        /// Expire after this long (`30d`, `12h`); default never.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+}
+
+/// `plans` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PlansCommand {
+    /// List plans and their limits.
+    List,
 }
 
 /// `serve` options.

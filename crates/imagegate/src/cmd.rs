@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod accounts;
 mod channels;
 mod generate;
 mod keys;
@@ -20,6 +21,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(config, args).await,
         Command::Models(c) => models::run(config, c).await,
         Command::Channels(c) => channels::run(config, c).await,
+        Command::Accounts(c) => accounts::run(config, c).await,
+        Command::Credits(c) => accounts::run_credits(config, c).await,
+        Command::Plans(c) => accounts::run_plans(config, c).await,
         Command::Migrate => {
             wiring::open_db(&config).await?;
             eprintln!("migrations applied");

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use imagegate_api::ApiConfig;
-use imagegate_core::{Catalog, ModelEntry};
+use imagegate_core::{Catalog, ModelEntry, PlanTable, PriceList};
 use imagegate_queue::QueueConfig;
 use imagegate_upstream::UpstreamConfig;
 
@@ -23,6 +23,10 @@ pub struct Config {
     pub models: ModelsConfig,
     /// `[upstream]`: provider channels.
     pub upstream: UpstreamConfig,
+    /// `[pricing]`: overrides of the compiled-in price list.
+    pub pricing: toml::Table,
+    /// `[plans]`: overrides of the built-in plans.
+    pub plans: toml::Table,
 }
 
 /// `[storage]`.
@@ -96,6 +100,16 @@ impl Config {
         toml::Value::Table(doc).try_into().context("invalid configuration")
     }
 
+    /// The price list: compiled-in defaults with `[pricing]` on top.
+    pub fn prices(&self) -> anyhow::Result<PriceList> {
+        PriceList::from_toml(&toml::to_string(&self.pricing)?).map_err(|e| anyhow::anyhow!("[pricing]: {e}"))
+    }
+
+    /// The plans: built-in ones with `[plans]` on top.
+    pub fn plans(&self) -> anyhow::Result<PlanTable> {
+        PlanTable::from_toml(&toml::to_string(&self.plans)?).map_err(|e| anyhow::anyhow!("[plans]: {e}"))
+    }
+
     /// The catalog: the compiled-in one plus config entries and aliases.
     pub fn catalog(&self) -> anyhow::Result<Catalog> {
         let mut catalog = Catalog::builtin();
@@ -150,6 +164,8 @@ mod tests {
         assert_eq!(c.storage.url_ttl_secs, 3600);
         assert_eq!(c.queue.retention_days, 7.0);
         c.catalog().unwrap();
+        assert_eq!(c.prices().unwrap(), PriceList::builtin());
+        assert_eq!(c.plans().unwrap().get("senior").unwrap().concurrency, 5);
     }
 
     #[test]

@@ -26,9 +26,15 @@ impl Queue {
         Ok((requeued.len(), failed.len()))
     }
 
-    /// One pass of the retention sweeper; returns how many tasks were purged.
+    /// One pass of the retention sweeper (which also writes off expired
+    /// credit grants); returns how many tasks were purged.
     pub async fn sweep_retention(&self) -> Result<usize, StoreError> {
-        let before = imagegate_store::now_ms() - self.config.retention_ms();
+        let now = imagegate_store::now_ms();
+        let expired = self.db.expire_grants(now).await?;
+        if expired > 0 {
+            tracing::info!(millicredits = expired, "wrote off expired credits");
+        }
+        let before = now - self.config.retention_ms();
         let mut purged = 0;
         loop {
             let tasks = self.db.purgeable_tasks(before, 100).await?;

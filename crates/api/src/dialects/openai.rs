@@ -7,7 +7,7 @@ pub mod request;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::extract::rejection::BytesRejection;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -56,12 +56,33 @@ impl IntoResponse for OpenAiError {
     }
 }
 
+/// Query options every generation route takes.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct GenerationQuery {
+    /// Answer with the price instead of generating.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The `?dry_run=true` answer: the quote, no task.
+pub fn quote_json(quote: &imagegate_core::Quote) -> Value {
+    json!({"credits": quote.total_millicredits as f64 / 1000.0, "millicredits": quote.total_millicredits, "breakdown": quote.breakdown})
+}
+
 /// `POST /v1/images/generations`: generate and wait (synchronous).
-pub async fn create_image(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, OpenAiError> {
+pub async fn create_image(
+    State(state): State<AppState>,
+    Query(query): Query<GenerationQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OpenAiError> {
     let caller = authenticate(&state, &headers).await?;
     let req: ImageRequest = parse_json(&read_body(body)?)?;
     let (spec, opts) = req.into_spec(&state.catalog, rand::random())?;
     check_model_allowed(&caller, state.catalog.require(&spec.model)?)?;
+    if query.dry_run {
+        return Ok(Json(quote_json(&state.quote(&spec)?)).into_response());
+    }
     let submitted = state.admit(&caller, spec, Admit::default()).await?;
     let task = state.wait_for(&submitted.task().id).await?;
     if task.state != TaskState::Succeeded {
@@ -89,9 +110,13 @@ pub async fn create_image(State(state): State<AppState>, headers: HeaderMap, bod
         "timings": {"inference": result.inference_ms},
         "seed": task.spec.seed,
     });
+    let charged = state.charged(&task.id).await?;
     let mut resp = Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&result.served_by) {
         resp.headers_mut().insert("x-imagegate-served-by", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&imagegate_core::pricing::format_credits(charged)) {
+        resp.headers_mut().insert("x-credits-charged", v);
     }
     Ok(resp)
 }

@@ -34,8 +34,11 @@ pub async fn task_json(state: &AppState, task: &TaskView) -> Result<Value, OpenA
         let e = task_failure(task);
         json!({"code": e.code.as_str(), "message": e.public_message()})
     });
+    let hold = state.db.hold(&task.id).await?;
+    let credits = hold.map(|h| json!({"held": h.amount as f64 / 1000.0, "charged": h.captured as f64 / 1000.0, "state": h.state}));
     Ok(json!({
         "id": task.id,
+        "credits": credits,
         "taskId": task.id,
         "status": status_word(task.state),
         "state": task.state.as_str(),

@@ -15,8 +15,9 @@ pub async fn run(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
             let acct = match db.find_account(&account).await {
                 Ok(a) => a,
                 Err(StoreError::NotFound(_)) => {
+                    let acct = super::accounts::create(&config, &db, &account, "free").await?;
                     eprintln!("account `{account}` did not exist; created it on the free plan");
-                    db.create_account(&account, "free", false).await?
+                    acct
                 }
                 Err(e) => return Err(e.into()),
             };

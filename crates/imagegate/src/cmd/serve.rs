@@ -41,7 +41,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let served = registry.served_models(catalog.models()).len();
     let queue = wiring::queue(&config, db, objects, catalog, registry);
     tracing::info!(listen = %bound, public_url = %base, workers = config.queue.workers, models_served = served, "imagegate is listening");
-    let state = AppState::new(queue, config.server.clone());
+    let state = AppState::new(queue, config.server.clone()).with_billing(config.prices()?, config.plans()?);
     imagegate_api::server::serve(listener, state, super::shutdown_signal()).await?;
     Ok(())
 }

@@ -1,0 +1,82 @@
+//! Credits through the HTTP path: quotes, holds captured on success,
+//! released on failure, 402 when an account cannot pay.
+
+use imagegate_queue::QueueConfig;
+use imagegate_testkit::{SyntheticBackend, TestApp, TestAppOptions};
+use serde_json::{Value, json};
+
+/// A non-admin account with `credits` (in milli-credits) and a key for it.
+async fn metered_key(app: &TestApp, name: &str, millicredits: i64) -> (String, String) {
+    let db = &app.state.db;
+    let acct = db.create_account(name, "basic", false).await.unwrap();
+    if millicredits > 0 {
+        db.grant_credits(&acct.id, millicredits, None, "test").await.unwrap();
+    }
+    let key = db.create_key(&acct.id, "k").await.unwrap().secret.expose().to_string();
+    (acct.id, key)
+}
+
+fn flux_dev_body() -> Value {
+    json!({"model": "FLUX.1-dev", "prompt": "a lighthouse", "image_size": "1024x1024", "num_inference_steps": 20, "seed": 1})
+}
+
+#[tokio::test]
+async fn dry_run_quotes_the_seed_reference_prices_without_a_task() {
+    let app = TestApp::spawn().await;
+    let (_, key) = metered_key(&app, "q", 0).await;
+    let resp = app.client.post(app.url("/v1/images/generations?dry_run=true")).bearer_auth(&key).json(&flux_dev_body()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["credits"], 11.0, "{body}");
+    assert_eq!(body["breakdown"]["steps"], 20);
+    let sdxl = json!({"model": "sdxl", "prompt": "x", "size": "1024x1024", "num_inference_steps": 20});
+    let body: Value = app.client.post(app.url("/v1/images/generations?dry_run=true")).bearer_auth(&key).json(&sdxl).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["credits"], 5.0, "{body}");
+    assert_eq!(app.state.db.count_unfinished().await.unwrap(), 0);
+    assert!(app.state.db.task_state_counts().await.unwrap().is_empty(), "dry runs create no task");
+}
+
+#[tokio::test]
+async fn success_charges_the_quote_once_and_says_so() {
+    let app = TestApp::spawn().await;
+    let (acct, key) = metered_key(&app, "payer", 30_000).await;
+    let resp = app.client.post(app.url("/v1/images/generations")).bearer_auth(&key).json(&flux_dev_body()).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-credits-charged"], "11.000");
+    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let task: Value = app.client.get(app.url(&format!("/v1/tasks/{id}"))).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(task["credits"]["charged"], 11.0);
+    let b = app.state.db.balance(&acct, imagegate_store::now_ms()).await.unwrap();
+    assert_eq!((b.available, b.held), (19_000, 0));
+}
+
+#[tokio::test]
+async fn insufficient_credits_is_402_with_balance_and_price() {
+    let app = TestApp::spawn().await;
+    let (_, key) = metered_key(&app, "poor", 3_000).await;
+    let resp = app.client.post(app.url("/v1/images/generations")).bearer_auth(&key).json(&flux_dev_body()).send().await.unwrap();
+    assert_eq!(resp.status(), 402);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "insufficient_credits");
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("3.000") && msg.contains("11.000"), "{msg}");
+    assert!(app.state.db.task_state_counts().await.unwrap().is_empty(), "nothing was queued");
+}
+
+#[tokio::test]
+async fn failed_tasks_are_not_charged() {
+    let app = TestApp::spawn_with(TestAppOptions {
+        backends: vec![SyntheticBackend::failing_first(100)],
+        queue: QueueConfig { max_attempts: 2, poll_ms: 50, ..QueueConfig::default() },
+        ..Default::default()
+    })
+    .await;
+    let (acct, key) = metered_key(&app, "unlucky", 20_000).await;
+    let resp = app.client.post(app.url("/v1/images/generations")).bearer_auth(&key).json(&flux_dev_body()).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    let id = resp.json::<Value>().await.unwrap()["error"]["task_id"].as_str().unwrap().to_string();
+    let b = app.state.db.balance(&acct, imagegate_store::now_ms()).await.unwrap();
+    assert_eq!((b.available, b.held), (20_000, 0), "the hold was released in full");
+    let hold = app.state.db.hold(&id).await.unwrap().unwrap();
+    assert_eq!(hold.captured, 0);
+}
