@@ -30,6 +30,11 @@ impl AppState {
         {
             return Err(AppError::new(ErrorCode::Unavailable, why).with_retry_after(30));
         }
+        self.rate_limits.check(caller, &self.plans)?;
+        if !caller.is_admin && self.db.count_waiting(&caller.account_id).await? >= self.config.max_waiting_per_account {
+            return Err(AppError::new(ErrorCode::RateLimited, format!("this account already has {} tasks waiting; try again when some finish", self.config.max_waiting_per_account))
+                .with_retry_after(10));
+        }
         if self.db.count_unfinished().await? >= self.config.max_queued {
             return Err(AppError::new(ErrorCode::Unavailable, "the queue is full; try again shortly").with_retry_after(5));
         }
@@ -42,6 +47,7 @@ impl AppState {
                 max_attempts: self.queue.config.max_attempts,
                 idempotency: how.idempotency,
                 hold,
+                concurrency_limit: (!caller.is_admin).then(|| self.plans.get_or_free(&caller.plan).concurrency),
             })
             .await
             .map_err(|e| match e {

@@ -12,6 +12,8 @@ pub struct ApiConfig {
     pub sync_wait_secs: f64,
     /// Most unfinished tasks in the queue before new ones get 503.
     pub max_queued: i64,
+    /// Most tasks one account may have waiting before new ones get 429.
+    pub max_waiting_per_account: i64,
     /// Accept tasks for models no backend in this process serves, because
     /// `imagegate worker` processes elsewhere do.
     pub remote_workers: bool,
@@ -22,6 +24,6 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), body_limit_bytes: 16 * 1024 * 1024, sync_wait_secs: 120.0, max_queued: 10_000, remote_workers: false, public_url: None }
+        Self { listen: "127.0.0.1:8080".into(), body_limit_bytes: 16 * 1024 * 1024, sync_wait_secs: 120.0, max_queued: 10_000, max_waiting_per_account: 100, remote_workers: false, public_url: None }
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod dialects;
 pub mod files;
 pub mod health;
+pub mod limits;
 pub mod render;
 pub mod routes;
 pub mod server;

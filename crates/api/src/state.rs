@@ -7,6 +7,7 @@ use imagegate_queue::Queue;
 use imagegate_store::{Db, Objects};
 
 use crate::config::ApiConfig;
+use crate::limits::RateLimits;
 
 /// What handlers share: the store, objects, the queue and the catalog.
 #[derive(Clone, Debug)]
@@ -25,6 +26,8 @@ pub struct AppState {
     pub prices: Arc<PriceList>,
     /// Plans (concurrency, rate limits, free grants).
     pub plans: Arc<PlanTable>,
+    /// Per-key rate limiters.
+    pub rate_limits: Arc<RateLimits>,
 }
 
 impl AppState {
@@ -38,6 +41,7 @@ impl AppState {
             config: Arc::new(config),
             prices: Arc::new(PriceList::builtin()),
             plans: Arc::new(PlanTable::builtin()),
+            rate_limits: Arc::default(),
         }
     }
 

@@ -31,6 +31,9 @@ pub struct NewTask {
     /// Milli-credits to hold for the task (its quote), placed in the same
     /// transaction as the insert; `None` for unmetered (admin) accounts.
     pub hold: Option<i64>,
+    /// Most tasks of this account that may run at once (its plan's
+    /// concurrency); `None` for no limit. Tasks over it wait in the queue.
+    pub concurrency_limit: Option<u32>,
 }
 
 /// The outcome of a submission.
@@ -65,6 +68,9 @@ pub struct ClaimedTask {
     /// Unix ms of submission (claims are served oldest first).
     pub created_at: i64,
 }
+
+/// The concurrency limit stored for accounts without one.
+const UNLIMITED: i64 = 1_000_000;
 
 const TASK_COLUMNS: &str = "id, account_id, state, spec, attempts, progress_step, progress_total, result, error_code, error_message, created_at, updated_at";
 
@@ -123,8 +129,8 @@ impl Db {
             self.place_hold(&mut tx, &new.account_id, &id, amount, now).await?;
         }
         sqlx::query(
-            "INSERT INTO tasks (id, account_id, key_id, model, batch_key, state, spec, max_attempts, progress_total, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9)",
+            "INSERT INTO tasks (id, account_id, key_id, model, batch_key, state, spec, max_attempts, progress_total, created_at, updated_at, concurrency_limit) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9, $10)",
         )
         .bind(&id)
         .bind(&new.account_id)
@@ -135,6 +141,7 @@ impl Db {
         .bind(i64::from(new.max_attempts))
         .bind(i64::from(new.spec.steps))
         .bind(now)
+        .bind(new.concurrency_limit.map_or(UNLIMITED, i64::from))
         .execute(&mut *tx)
         .await?;
         if let Some((key, body_hash)) = &new.idempotency {
@@ -177,23 +184,32 @@ impl Db {
         row.as_ref().map(task_from).transpose()
     }
 
-    /// Claims up to `limit` queued tasks that share the oldest queued task's
-    /// batch key (same model, size, steps), oldest first, leasing them to
-    /// `worker` until `now + lease_ms`.
+    /// Claims up to `limit` queued tasks that share one batch key (same
+    /// model, size, steps), leasing them to `worker` until `now + lease_ms`.
+    ///
+    /// Only tasks their account may start now are eligible: an account with
+    /// `n` running tasks and limit `lim` contributes its oldest `lim - n`
+    /// queued tasks. Accounts with fewer running tasks go first, so one
+    /// account's backlog cannot starve the others; within that, oldest first.
+    /// On PostgreSQL claims are serialised by a transaction-scoped advisory
+    /// lock, because concurrent claimers could otherwise each see room under
+    /// an account's limit and together exceed it.
     pub async fn claim_tasks(&self, worker: &str, limit: u32, lease_ms: i64) -> Result<Vec<ClaimedTask>, StoreError> {
-        let lock = match self.kind {
-            DbKind::Postgres => " FOR UPDATE SKIP LOCKED",
-            DbKind::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE tasks SET state = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3, error_code = NULL, error_message = NULL \
-             WHERE state = 'queued' AND id IN (SELECT id FROM tasks WHERE state = 'queued' AND batch_key = \
-               (SELECT batch_key FROM tasks WHERE state = 'queued' ORDER BY created_at LIMIT 1{lock}) \
-             ORDER BY created_at LIMIT $4{lock}) \
-             RETURNING id, account_id, spec, attempts, created_at"
-        );
+        const SQL: &str = "WITH running AS (SELECT account_id, COUNT(*) AS n FROM tasks WHERE state = 'running' GROUP BY account_id), \
+             cand AS (SELECT q.id, q.batch_key, q.created_at, COALESCE(r.n, 0) + ROW_NUMBER() OVER (PARTITION BY q.account_id ORDER BY q.created_at, q.id) AS rank, q.concurrency_limit AS lim \
+                      FROM tasks q LEFT JOIN running r ON r.account_id = q.account_id WHERE q.state = 'queued'), \
+             eligible AS (SELECT id, batch_key, created_at, rank FROM cand WHERE rank <= lim), \
+             head AS (SELECT batch_key FROM eligible ORDER BY rank, created_at LIMIT 1) \
+             UPDATE tasks SET state = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3, error_code = NULL, error_message = NULL \
+             WHERE state = 'queued' AND id IN (SELECT id FROM eligible WHERE batch_key = (SELECT batch_key FROM head) ORDER BY rank, created_at LIMIT $4) \
+             RETURNING id, account_id, spec, attempts, created_at";
+        let mut tx = self.write.begin().await?;
+        if self.kind == DbKind::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7305871)").execute(&mut *tx).await?;
+        }
         let now = now_ms();
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(worker).bind(now + lease_ms).bind(now).bind(i64::from(limit)).fetch_all(&self.write).await?;
+        let rows = sqlx::query(SQL).bind(worker).bind(now + lease_ms).bind(now).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
         let mut claimed = rows
             .iter()
             .map(|row| {
@@ -334,6 +350,18 @@ impl Db {
         }
         tx.commit().await?;
         Ok((requeued, failed))
+    }
+
+    /// Number of an account's tasks waiting for a worker.
+    pub async fn count_waiting(&self, account_id: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM tasks WHERE account_id = $1 AND state = 'queued'").bind(account_id).fetch_one(&self.read).await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Running tasks per account (for tests and admin views).
+    pub async fn running_by_account(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT account_id, COUNT(*) FROM tasks WHERE state = 'running' GROUP BY account_id").fetch_all(&self.write).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
     /// Number of tasks waiting or running (for queue-full admission).

@@ -4,5 +4,6 @@
 mod billing;
 mod files;
 mod health;
+mod limits;
 mod openai;
 mod tasks;

@@ -15,6 +15,7 @@ async fn submit(db: &Db, acct: &str, spec: TaskSpec, idem: Option<(&str, &str)>)
         max_attempts: 2,
         idempotency: idem.map(|(k, h)| (k.to_string(), h.to_string())),
         hold: None,
+        concurrency_limit: None,
     })
     .await
 }
@@ -142,5 +143,34 @@ async fn purged_tasks_lose_results() {
         db.mark_purged(&id).await.unwrap();
         assert!(db.purgeable_tasks(imagegate_store::now_ms() + 1, 10).await.unwrap().is_empty());
         assert!(db.get_task(&id).await.unwrap().unwrap().result.is_none());
+    }
+}
+
+#[tokio::test]
+async fn claims_respect_each_accounts_concurrency_and_share_fairly() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("limited", "junior", false).await.unwrap();
+        let b = db.create_account("other", "free", false).await.unwrap();
+        for _ in 0..4 {
+            db.submit_task(NewTask { account_id: a.id.clone(), key_id: None, spec: spec("m", 512), max_attempts: 2, idempotency: None, hold: None, concurrency_limit: Some(2) })
+                .await
+                .unwrap();
+        }
+        submit(db, &b.id, spec("m", 512), None).await.unwrap();
+        // One big claim: at most 2 of a's tasks, and b's task comes along.
+        let batch = db.claim_tasks("w", 16, 30_000).await.unwrap();
+        let of_a = batch.iter().filter(|t| t.account_id == a.id).count();
+        let of_b = batch.iter().filter(|t| t.account_id == b.id).count();
+        assert_eq!((of_a, of_b), (2, 1), "on {}", s.url);
+        assert!(db.claim_tasks("w", 16, 30_000).await.unwrap().is_empty(), "a is at its limit");
+        // One of a's tasks ends: exactly one more may start.
+        let done = batch.iter().find(|t| t.account_id == a.id).unwrap();
+        db.complete_task(&done.id, "w", &TaskResult::default()).await.unwrap();
+        let next = db.claim_tasks("w", 16, 30_000).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(db.count_waiting(&a.id).await.unwrap(), 1);
+        let running: std::collections::HashMap<_, _> = db.running_by_account().await.unwrap().into_iter().collect();
+        assert_eq!(running[&a.id], 2);
     }
 }
