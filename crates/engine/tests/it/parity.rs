@@ -31,6 +31,7 @@ use imagegate_engine::models::configs::{UNetFile, VaeFile, read_json};
 use imagegate_engine::models::unet::UNet;
 use imagegate_engine::pipelines::sd::{SdPipeline, decode};
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
+use imagegate_engine::samplers::flow_euler;
 use imagegate_engine::samplers::schedule::SchedulerConfig;
 use imagegate_engine::samplers::{Denoiser, NoiseSchedule, NoiseSource, SampleArgs, SigmaSpacing, sampler_for};
 use imagegate_engine::tokenize::ClipTokenizer;
@@ -354,14 +355,14 @@ impl Denoiser for FlowToy {
     }
 }
 
-/// FLOW_EULER over `flow_sigmas(steps, shift)` from noise block 0; returns
+/// FLOW_EULER over `grid(steps, shift)` from noise block 0; returns
 /// (engine result, diffusers result, engine sigmas, diffusers sigmas).
-fn flow(name: &str) -> (Tensor, Tensor, Vec<f64>, Vec<f64>) {
+fn flow(name: &str, grid: fn(usize, f64) -> Vec<f64>) -> (Tensor, Tensor, Vec<f64>, Vec<f64>) {
     let meta = meta();
     let c = meta["flow_cases"].as_array().expect("flow_cases").iter().find(|c| c["name"] == name).expect("flow case");
     let (steps, shift) = (c["steps"].as_u64().unwrap() as usize, c["shift"].as_f64().unwrap());
     let theirs: Vec<f64> = c["sigmas"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    let sigmas = imagegate_engine::samplers::flow_euler::flow_sigmas(steps, shift);
+    let sigmas = grid(steps, shift);
     let stream = engine_noise();
     let x = stream.narrow(0, 0, 1).unwrap();
     let mut toy = FlowToy { c: stream.narrow(0, 1, 1).unwrap() };
@@ -373,13 +374,25 @@ fn flow(name: &str) -> (Tensor, Tensor, Vec<f64>, Vec<f64>) {
     (ours, reference, sigmas, theirs)
 }
 
-#[test]
-fn flow_euler_matches_flow_match_euler_on_the_flux_grid() {
-    let (ours, theirs, s_ours, s_theirs) = flow("flow_flux");
+/// Checks a flow case's sigma grid and final latents.
+fn check_flow(name: &str, grid: fn(usize, f64) -> Vec<f64>) {
+    let (ours, theirs, s_ours, s_theirs) = flow(name, grid);
     let worst = s_ours.iter().zip(&s_theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert_eq!(s_ours.len(), s_theirs.len());
+    // diffusers' sigmas are float32.
     assert!(worst < 1e-6, "sigmas: engine {s_ours:?}, diffusers {s_theirs:?}");
-    assert_close("flow_flux final latents", &ours, &theirs, TOL);
+    assert_close(&format!("{name} final latents"), &ours, &theirs, TOL);
+}
+
+#[test]
+fn flow_euler_matches_flow_match_euler_on_the_flux_grid() {
+    check_flow("flow_flux", flow_euler::flow_sigmas);
+}
+
+#[test]
+fn flow_euler_matches_flow_match_euler_on_the_sd3_grid() {
+    // StableDiffusion3Pipeline's default: the scheduler's own grid, 1000 training steps.
+    check_flow("flow_sd3", |steps, shift| flow_euler::scheduler_flow_sigmas(steps, shift, 1000));
 }
 
 /// Prints and asserts parity for a fixture recorded with a diffusers
@@ -399,14 +412,6 @@ fn divergence(name: &str) {
 #[ignore = "known divergence: diffusers' DPMSolverMultistep walks its own rounded linspace grid from unit VP noise; the engine walks k-diffusion's"]
 fn known_divergence_dpmpp_2m_on_diffusers_default_grid() {
     divergence("k_dpmpp_2m_diffusers_grid");
-}
-
-#[test]
-#[ignore = "known divergence: SD3's default FlowMatchEulerDiscrete grid is not flow_sigmas(steps, shift)"]
-fn known_divergence_flow_euler_on_sd3_default_grid() {
-    let (ours, theirs, s_ours, s_theirs) = flow("flow_sd3");
-    println!("parity flow_sd3 sigmas: engine {s_ours:.4?}, diffusers {s_theirs:.4?}");
-    assert_close("flow_sd3 final latents", &ours, &theirs, TOL);
 }
 
 #[test]
