@@ -5,4 +5,5 @@
 pub mod clip;
 pub mod configs;
 pub mod unet;
+pub mod unet_blocks;
 pub mod vae_encoder;

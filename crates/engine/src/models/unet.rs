@@ -3,28 +3,18 @@
 //! SDXL needs (`addition_embed_type = "text_time"`: pooled text embedding
 //! plus size/crop ids, added to the timestep embedding); this one builds
 //! SD 1.x/2.x and SDXL UNets from the same `config.json` fields, with the
-//! same tensor names (diffusers').
+//! same tensor names (diffusers'). The down/up blocks are our own
+//! (`unet_blocks.rs`) so their ResNets use the configured `norm_num_groups`.
 
 use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
 use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
-use candle_transformers::models::stable_diffusion::unet_2d_blocks::{
-    CrossAttnDownBlock2D, CrossAttnDownBlock2DConfig, CrossAttnUpBlock2D, CrossAttnUpBlock2DConfig, DownBlock2D, DownBlock2DConfig,
-    UNetMidBlock2DCrossAttn, UNetMidBlock2DCrossAttnConfig, UpBlock2D, UpBlock2DConfig,
-};
+use candle_transformers::models::stable_diffusion::unet_2d::BlockConfig as Block;
+use candle_transformers::models::stable_diffusion::unet_2d_blocks::{UNetMidBlock2DCrossAttn, UNetMidBlock2DCrossAttnConfig};
 
 use super::configs::UNetFile;
+use super::unet_blocks::{BlockConfig, CrossAttn, DownBlock, UpBlock};
 use crate::error::{EngineError, Result};
-
-enum Down {
-    Basic(DownBlock2D),
-    CrossAttn(CrossAttnDownBlock2D),
-}
-
-enum Up {
-    Basic(UpBlock2D),
-    CrossAttn(CrossAttnUpBlock2D),
-}
 
 /// SDXL's added conditioning: `time_ids` through a sinusoidal projection,
 /// concatenated with the pooled text embedding, then an MLP.
@@ -47,9 +37,9 @@ pub struct UNet {
     time_proj: Timesteps,
     time_embedding: TimestepEmbedding,
     added: Option<AddedCond>,
-    down: Vec<Down>,
+    down: Vec<DownBlock>,
     mid: UNetMidBlock2DCrossAttn,
-    up: Vec<Up>,
+    up: Vec<UpBlock>,
     norm_out: GroupNorm,
     conv_out: Conv2d,
 }
@@ -79,32 +69,23 @@ impl UNet {
             }
             Some(other) => return Err(EngineError::bad_model("unet/config.json", format!("addition_embed_type `{other}` is not supported"))),
         };
+        let block_cfg = |b: &Block, layers| BlockConfig {
+            layers,
+            groups: cfg.norm_num_groups,
+            eps: cfg.norm_eps,
+            temb,
+            cross: b.use_cross_attn.map(|layers| CrossAttn {
+                heads: b.attention_head_dim,
+                context_dim: cfg.cross_attention_dim,
+                layers,
+                linear_projection: cfg.use_linear_projection,
+            }),
+        };
         let mut down = Vec::with_capacity(n);
         for (i, b) in cfg.blocks.iter().enumerate() {
             let in_ch = if i > 0 { cfg.blocks[i - 1].out_channels } else { ch0 };
-            let db = DownBlock2DConfig {
-                num_layers: cfg.layers_per_block,
-                resnet_eps: cfg.norm_eps,
-                resnet_groups: cfg.norm_num_groups,
-                add_downsample: i < n - 1,
-                downsample_padding: cfg.downsample_padding,
-                ..Default::default()
-            };
-            let vbi = vb.pp(format!("down_blocks.{i}"));
-            down.push(match b.use_cross_attn {
-                Some(layers) => {
-                    let c = CrossAttnDownBlock2DConfig {
-                        downblock: db,
-                        attn_num_head_channels: b.attention_head_dim,
-                        cross_attention_dim: cfg.cross_attention_dim,
-                        sliced_attention_size: None,
-                        use_linear_projection: cfg.use_linear_projection,
-                        transformer_layers_per_block: layers,
-                    };
-                    Down::CrossAttn(CrossAttnDownBlock2D::new(vbi, in_ch, b.out_channels, Some(temb), false, c)?)
-                }
-                None => Down::Basic(DownBlock2D::new(vbi, in_ch, b.out_channels, Some(temb), db)?),
-            });
+            let pad = (i < n - 1).then_some(cfg.downsample_padding);
+            down.push(DownBlock::new(vb.pp(format!("down_blocks.{i}")), in_ch, b.out_channels, pad, block_cfg(b, cfg.layers_per_block))?);
         }
         let mid_cfg = UNetMidBlock2DCrossAttnConfig {
             resnet_eps: cfg.norm_eps,
@@ -119,31 +100,11 @@ impl UNet {
         let mid = UNetMidBlock2DCrossAttn::new(vb.pp("mid_block"), last.out_channels, Some(temb), false, mid_cfg)?;
         let mut up = Vec::with_capacity(n);
         for i in 0..n {
-            let b = cfg.blocks[n - 1 - i];
+            let b = &cfg.blocks[n - 1 - i];
             let prev = if i > 0 { cfg.blocks[n - i].out_channels } else { last.out_channels };
-            let in_ch = cfg.blocks[if i == n - 1 { 0 } else { n - i - 2 }].out_channels;
-            let ub = UpBlock2DConfig {
-                num_layers: cfg.layers_per_block + 1,
-                resnet_eps: cfg.norm_eps,
-                resnet_groups: cfg.norm_num_groups,
-                add_upsample: i < n - 1,
-                ..Default::default()
-            };
-            let vbi = vb.pp(format!("up_blocks.{i}"));
-            up.push(match b.use_cross_attn {
-                Some(layers) => {
-                    let c = CrossAttnUpBlock2DConfig {
-                        upblock: ub,
-                        attn_num_head_channels: b.attention_head_dim,
-                        cross_attention_dim: cfg.cross_attention_dim,
-                        sliced_attention_size: None,
-                        use_linear_projection: cfg.use_linear_projection,
-                        transformer_layers_per_block: layers,
-                    };
-                    Up::CrossAttn(CrossAttnUpBlock2D::new(vbi, in_ch, prev, b.out_channels, Some(temb), false, c)?)
-                }
-                None => Up::Basic(UpBlock2D::new(vbi, in_ch, prev, b.out_channels, Some(temb), ub)?),
-            });
+            let skip = cfg.blocks[if i == n - 1 { 0 } else { n - i - 2 }].out_channels;
+            let bc = block_cfg(b, cfg.layers_per_block + 1);
+            up.push(UpBlock::new(vb.pp(format!("up_blocks.{i}")), skip, prev, b.out_channels, i < n - 1, bc)?);
         }
         let norm_out = candle_nn::group_norm(cfg.norm_num_groups, ch0, cfg.norm_eps, vb.pp("conv_norm_out"))?;
         let conv_out = candle_nn::conv2d(ch0, file.out_channels, 3, pad1, vb.pp("conv_out"))?;
@@ -175,29 +136,19 @@ impl UNet {
         let mut xs = self.conv_in.forward(xs)?;
         let mut residuals = vec![xs.clone()];
         for block in &self.down {
-            let (out, res) = match block {
-                Down::Basic(d) => d.forward(&xs, Some(&emb))?,
-                Down::CrossAttn(d) => d.forward(&xs, Some(&emb), Some(context))?,
-            };
+            let (out, res) = block.forward(&xs, &emb, context)?;
             residuals.extend(res);
             xs = out;
         }
         xs = self.mid.forward(&xs, Some(&emb), Some(context))?;
         for (i, block) in self.up.iter().enumerate() {
-            let n_res = match block {
-                Up::Basic(u) => u.resnets.len(),
-                Up::CrossAttn(u) => u.upblock.resnets.len(),
-            };
-            let res = residuals.split_off(residuals.len() - n_res);
+            let res = residuals.split_off(residuals.len() - block.skips());
             // Odd latent sizes: upsample to the skip connection's size, not 2x.
             let size = match residuals.last() {
                 Some(r) if odd_size && i < self.up.len() - 1 => Some((r.dim(2)?, r.dim(3)?)),
                 _ => None,
             };
-            xs = match block {
-                Up::Basic(u) => u.forward(&xs, &res, Some(&emb), size)?,
-                Up::CrossAttn(u) => u.forward(&xs, &res, Some(&emb), size, Some(context))?,
-            };
+            xs = block.forward(&xs, &res, &emb, size, context)?;
         }
         let xs = candle_nn::ops::silu(&self.norm_out.forward(&xs)?)?;
         Ok(self.conv_out.forward(&xs)?)

@@ -3,7 +3,9 @@
 //! `x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - s²) eps + s z` with
 //! `s = eta * sqrt((1 - ab_prev) / (1 - ab)) * sqrt(1 - ab / ab_prev)`,
 //! converted back to the sigma form the other samplers share. DDIM walks
-//! diffusers' "leading" timestep grid and finishes at alpha-bar 1.
+//! diffusers' "leading" timestep grid and finishes at alpha-bar 1, or, when
+//! the scheduler config says `set_alpha_to_one: false` (SD 1.x/2.x ship
+//! that), at `alphas_cumprod[0]` as diffusers and CompVis' DDIM do.
 
 use candle_core::Tensor;
 use imagegate_core::Sampler;
@@ -24,7 +26,14 @@ impl SamplerImpl for Ddim {
 
     fn sigmas(&self, schedule: &NoiseSchedule, steps: usize, spacing: SigmaSpacing) -> Vec<f64> {
         match spacing {
-            SigmaSpacing::Default => schedule.leading_sigmas(steps),
+            SigmaSpacing::Default => {
+                let mut s = schedule.leading_sigmas(steps);
+                if !schedule.config.set_alpha_to_one {
+                    // diffusers' `final_alpha_cumprod = alphas_cumprod[0]`.
+                    *s.last_mut().expect("leading_sigmas ends with sigma 0") = schedule.t_to_sigma(0.0);
+                }
+                s
+            }
             other => schedule.sigmas(steps, other),
         }
     }
@@ -54,6 +63,12 @@ impl SamplerImpl for Ddim {
             x = prev;
             (args.on_step)(i + 1, n)?;
         }
-        Ok(x)
+        // Ending above sigma 0 (set_alpha_to_one false), diffusers decodes the
+        // alpha-bar-form latent `sqrt(ab) x0 + sqrt(1 - ab) eps`, which is the
+        // sigma form times sqrt(ab); return that so the pipelines decode it too.
+        match sigmas.last() {
+            Some(&last) if last > 0.0 => Ok(x.affine(NoiseSchedule::alpha_bar(last).sqrt(), 0.0)?),
+            _ => Ok(x),
+        }
     }
 }

@@ -19,6 +19,22 @@ pub fn flow_sigmas(steps: usize, shift: f64) -> Vec<f64> {
     linspace(1.0, 0.0, steps + 1).into_iter().map(|s| shift * s / (1.0 + (shift - 1.0) * s)).collect()
 }
 
+/// `steps + 1` sigmas of diffusers' `FlowMatchEulerDiscreteScheduler` default
+/// grid with a constant `shift` over `train_steps` training timesteps (the grid
+/// `StableDiffusion3Pipeline` walks): `steps` values evenly spaced between the
+/// shifted training extremes `1` and `shift(1 / train_steps)`, shifted again,
+/// then 0. With shift 3 and 4 steps: 1, 0.858, 0.602, 0.0089, 0, where
+/// [`flow_sigmas`] (FLUX's grid) gives 1, 0.9, 0.75, 0.5, 0.
+pub fn scheduler_flow_sigmas(steps: usize, shift: f64, train_steps: usize) -> Vec<f64> {
+    let shifted = |s: f64| shift * s / (1.0 + (shift - 1.0) * s);
+    // The scheduler shifts its training sigmas once at construction and the
+    // inference grid again in `set_timesteps`, so the inner points shift twice.
+    let sigma_min = shifted(1.0 / train_steps.max(1) as f64);
+    let mut s: Vec<f64> = linspace(1.0, sigma_min, steps).into_iter().map(shifted).collect();
+    s.push(0.0);
+    s
+}
+
 impl SamplerImpl for FlowEuler {
     fn kind(&self) -> Sampler {
         Sampler::FlowEuler

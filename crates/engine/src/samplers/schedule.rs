@@ -54,6 +54,15 @@ pub struct SchedulerConfig {
     /// Added to "leading" timesteps (1 for SD).
     #[serde(default)]
     pub steps_offset: usize,
+    /// Whether DDIM's last step ends at alpha-bar 1 (sigma 0) rather than at
+    /// `alphas_cumprod[0]`. SD 1.x/2.x ship `false`; absent means diffusers'
+    /// class default, `true`.
+    #[serde(default = "default_true")]
+    pub set_alpha_to_one: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_train_steps() -> usize {
@@ -75,6 +84,7 @@ impl Default for SchedulerConfig {
             beta_schedule: BetaSchedule::ScaledLinear,
             prediction_type: PredictionType::Epsilon,
             steps_offset: 1,
+            set_alpha_to_one: true,
         }
     }
 }
@@ -256,6 +266,14 @@ mod tests {
         assert!((k[9] - s.sigma_min()).abs() < 1e-9);
         assert_eq!(k[10], 0.0);
         assert!(k.windows(2).all(|w| w[0] > w[1]));
+    }
+
+    #[test]
+    fn set_alpha_to_one_defaults_to_diffusers_class_default() {
+        let absent: SchedulerConfig = serde_json::from_str("{}").unwrap();
+        assert!(absent.set_alpha_to_one);
+        let sd15: SchedulerConfig = serde_json::from_str(r#"{"set_alpha_to_one": false}"#).unwrap();
+        assert!(!sd15.set_alpha_to_one);
     }
 
     #[test]

@@ -31,6 +31,7 @@ use imagegate_engine::models::configs::{UNetFile, VaeFile, read_json};
 use imagegate_engine::models::unet::UNet;
 use imagegate_engine::pipelines::sd::{SdPipeline, decode};
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
+use imagegate_engine::samplers::flow_euler;
 use imagegate_engine::samplers::schedule::SchedulerConfig;
 use imagegate_engine::samplers::{Denoiser, NoiseSchedule, NoiseSource, SampleArgs, SigmaSpacing, sampler_for};
 use imagegate_engine::tokenize::ClipTokenizer;
@@ -70,6 +71,8 @@ struct Case {
     sampler: Sampler,
     steps: usize,
     timesteps: Vec<f64>,
+    /// The DDIM cases' `set_alpha_to_one` (the folder ships `false`).
+    set_alpha_to_one: Option<bool>,
     latents: Tensor,
     image: Tensor,
 }
@@ -83,6 +86,7 @@ fn case(name: &str) -> Case {
         sampler: Sampler::from_str(c["sampler"].as_str().expect("sampler")).expect("known sampler"),
         steps: c["steps"].as_u64().expect("steps") as usize,
         timesteps: c["timesteps"].as_array().expect("timesteps").iter().map(|v| v.as_f64().expect("number")).collect(),
+        set_alpha_to_one: c["scheduler_kwargs"]["set_alpha_to_one"].as_bool(),
         latents: t["latents"].clone(),
         image: t["image"].clone(),
     }
@@ -138,8 +142,42 @@ fn unet() -> UNet {
     UNet::new(var_builder("unet", "diffusion_pytorch_model"), &file).expect("unet")
 }
 
+fn scheduler_config() -> SchedulerConfig {
+    SchedulerConfig::load(&model().join("scheduler/scheduler_config.json")).unwrap()
+}
+
 fn noise_schedule() -> NoiseSchedule {
-    NoiseSchedule::new(SchedulerConfig::load(&model().join("scheduler/scheduler_config.json")).unwrap())
+    NoiseSchedule::new(scheduler_config())
+}
+
+/// The folder's schedule with the case's scheduler settings.
+fn case_schedule(c: &Case) -> NoiseSchedule {
+    let mut cfg = scheduler_config();
+    cfg.set_alpha_to_one = c.set_alpha_to_one.unwrap_or(cfg.set_alpha_to_one);
+    NoiseSchedule::new(cfg)
+}
+
+/// The diffusers folder as the case's scheduler saw it: the committed one, or
+/// a temporary one linking its components with a patched scheduler config
+/// (the guard must outlive the pipeline load).
+fn case_model(c: &Case) -> (Option<tempfile::TempDir>, PathBuf) {
+    let shipped: serde_json::Value = read_json(&model().join("scheduler/scheduler_config.json")).unwrap();
+    let Some(flag) = c.set_alpha_to_one.filter(|f| shipped["set_alpha_to_one"].as_bool() != Some(*f)) else {
+        return (None, model());
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(model()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "scheduler" {
+            std::os::unix::fs::symlink(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let mut cfg = shipped;
+    cfg["set_alpha_to_one"] = flag.into();
+    std::fs::create_dir(dir.path().join("scheduler")).unwrap();
+    std::fs::write(dir.path().join("scheduler/scheduler_config.json"), cfg.to_string()).unwrap();
+    let path = dir.path().to_path_buf();
+    (Some(dir), path)
 }
 
 fn prompt_str(key: &str) -> String {
@@ -209,7 +247,7 @@ impl Denoiser for Guided {
 /// Runs the engine's sampler for `c` from the seeded stream with the test
 /// denoiser; checks the timestep grid against diffusers' and returns the final latents.
 fn sample(c: &Case) -> Tensor {
-    let schedule = noise_schedule();
+    let schedule = case_schedule(c);
     let sampler = sampler_for(c.sampler);
     let sigmas = sampler.sigmas(&schedule, c.steps, SigmaSpacing::Default);
     // One timestep per step (all but the interleaved Heun/DPM2 lists): the grids must agree.
@@ -235,7 +273,8 @@ fn check_sampler(name: &str) {
 
 /// The whole engine pipeline: `SdPipeline::load` + `generate` with the seed.
 fn generate(c: &Case) -> Tensor {
-    let pipe = SdPipeline::load(&model(), &Device::Cpu, DType::F32).expect("the diffusers folder loads");
+    let (_guard, folder) = case_model(c);
+    let pipe = SdPipeline::load(&folder, &Device::Cpu, DType::F32).expect("the diffusers folder loads");
     let meta = meta();
     let item = ImageRequest {
         prompt: vec![PromptPart { text: prompt_str("prompt"), weight: 1.0 }],
@@ -277,6 +316,8 @@ macro_rules! parity_case {
 }
 
 parity_case!(sampler_ddim, end_to_end_ddim, "ddim");
+// SD 1.x/2.x's shipped set_alpha_to_one = false: the last step ends at alphas_cumprod[0].
+parity_case!(sampler_ddim_sd15_config, end_to_end_ddim_sd15_config, "ddim_sd15_config");
 parity_case!(sampler_ddpm, end_to_end_ddpm, "ddpm");
 parity_case!(sampler_k_euler, end_to_end_k_euler, "k_euler");
 parity_case!(sampler_k_euler_ancestral, end_to_end_k_euler_ancestral, "k_euler_ancestral");
@@ -314,14 +355,14 @@ impl Denoiser for FlowToy {
     }
 }
 
-/// FLOW_EULER over `flow_sigmas(steps, shift)` from noise block 0; returns
+/// FLOW_EULER over `grid(steps, shift)` from noise block 0; returns
 /// (engine result, diffusers result, engine sigmas, diffusers sigmas).
-fn flow(name: &str) -> (Tensor, Tensor, Vec<f64>, Vec<f64>) {
+fn flow(name: &str, grid: fn(usize, f64) -> Vec<f64>) -> (Tensor, Tensor, Vec<f64>, Vec<f64>) {
     let meta = meta();
     let c = meta["flow_cases"].as_array().expect("flow_cases").iter().find(|c| c["name"] == name).expect("flow case");
     let (steps, shift) = (c["steps"].as_u64().unwrap() as usize, c["shift"].as_f64().unwrap());
     let theirs: Vec<f64> = c["sigmas"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    let sigmas = imagegate_engine::samplers::flow_euler::flow_sigmas(steps, shift);
+    let sigmas = grid(steps, shift);
     let stream = engine_noise();
     let x = stream.narrow(0, 0, 1).unwrap();
     let mut toy = FlowToy { c: stream.narrow(0, 1, 1).unwrap() };
@@ -333,13 +374,25 @@ fn flow(name: &str) -> (Tensor, Tensor, Vec<f64>, Vec<f64>) {
     (ours, reference, sigmas, theirs)
 }
 
-#[test]
-fn flow_euler_matches_flow_match_euler_on_the_flux_grid() {
-    let (ours, theirs, s_ours, s_theirs) = flow("flow_flux");
+/// Checks a flow case's sigma grid and final latents.
+fn check_flow(name: &str, grid: fn(usize, f64) -> Vec<f64>) {
+    let (ours, theirs, s_ours, s_theirs) = flow(name, grid);
     let worst = s_ours.iter().zip(&s_theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert_eq!(s_ours.len(), s_theirs.len());
+    // diffusers' sigmas are float32.
     assert!(worst < 1e-6, "sigmas: engine {s_ours:?}, diffusers {s_theirs:?}");
-    assert_close("flow_flux final latents", &ours, &theirs, TOL);
+    assert_close(&format!("{name} final latents"), &ours, &theirs, TOL);
+}
+
+#[test]
+fn flow_euler_matches_flow_match_euler_on_the_flux_grid() {
+    check_flow("flow_flux", flow_euler::flow_sigmas);
+}
+
+#[test]
+fn flow_euler_matches_flow_match_euler_on_the_sd3_grid() {
+    // StableDiffusion3Pipeline's default: the scheduler's own grid, 1000 training steps.
+    check_flow("flow_sd3", |steps, shift| flow_euler::scheduler_flow_sigmas(steps, shift, 1000));
 }
 
 /// Prints and asserts parity for a fixture recorded with a diffusers
@@ -356,31 +409,18 @@ fn divergence(name: &str) {
 }
 
 #[test]
-#[ignore = "known divergence: the engine's DDIM ends at alpha-bar 1; SD 1.x's shipped set_alpha_to_one=false ends at alphas_cumprod[0]"]
-fn known_divergence_ddim_with_sd15_shipped_scheduler_config() {
-    divergence("ddim_sd15_config");
-}
-
-#[test]
 #[ignore = "known divergence: diffusers' DPMSolverMultistep walks its own rounded linspace grid from unit VP noise; the engine walks k-diffusion's"]
 fn known_divergence_dpmpp_2m_on_diffusers_default_grid() {
     divergence("k_dpmpp_2m_diffusers_grid");
 }
 
 #[test]
-#[ignore = "known divergence: SD3's default FlowMatchEulerDiscrete grid is not flow_sigmas(steps, shift)"]
-fn known_divergence_flow_euler_on_sd3_default_grid() {
-    let (ours, theirs, s_ours, s_theirs) = flow("flow_sd3");
-    println!("parity flow_sd3 sigmas: engine {s_ours:.4?}, diffusers {s_theirs:.4?}");
-    assert_close("flow_sd3 final latents", &ours, &theirs, TOL);
-}
-
-#[test]
-#[ignore = "known divergence: candle 0.11.1's DownBlock2D/UpBlock2D build 32-group ResNet norms whatever norm_num_groups says"]
-fn known_divergence_unet_with_norm_num_groups_other_than_32() {
+fn unet_with_norm_num_groups_8_matches_diffusers() {
     // The committed UNet's weights under a config with norm_num_groups = 8
     // (group counts change no tensor shape); diffusers' output for that
-    // config is `unet_out_groups8`.
+    // config is `unet_out_groups8`. candle 0.11.1's DownBlock2D/UpBlock2D
+    // would normalise with 32 groups here (rel 0.47); models/unet_blocks.rs
+    // builds those blocks with the configured count.
     let mut file: UNetFile = read_json(&model().join("unet/config.json")).unwrap();
     file.norm_num_groups = 8;
     let unet = UNet::new(var_builder("unet", "diffusion_pytorch_model"), &file).expect("unet");

@@ -179,7 +179,12 @@ fn our_unet_matches_candles_on_sd_configs() {
     use imagegate_engine::models::unet::UNet;
     for id in ["tiny-sd15", "tiny-sd21-v"] {
         let dir = model(id).join("unet");
-        let file: UNetFile = read_json(&dir.join("config.json")).unwrap();
+        let mut file: UNetFile = read_json(&dir.join("config.json")).unwrap();
+        // The fixtures use 8 groups, which candle's own down/up blocks ignore
+        // (they always use 32); compare on the 32 groups of real SD models
+        // (group counts change no tensor shape).
+        let fixture_groups = file.norm_num_groups;
+        file.norm_num_groups = 32;
         let vb = || unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("diffusion_pytorch_model.safetensors")], DType::F32, &Device::Cpu).unwrap() };
         let ours = UNet::new(vb(), &file).unwrap();
         let theirs = UNet2DConditionModel::new(vb(), 4, 4, false, file.to_candle(&dir).unwrap()).unwrap();
@@ -189,6 +194,10 @@ fn our_unet_matches_candles_on_sd_configs() {
         let a = ours.forward(&x, 321.5, &ctx, None).unwrap();
         let b = theirs.forward(&x, 321.5, &ctx).unwrap();
         assert!(max_diff(&a, &b) < 1e-5, "{id}: {}", max_diff(&a, &b));
+        // With the fixture's own 8 groups ours differs: the count is honoured.
+        file.norm_num_groups = fixture_groups;
+        let g8 = UNet::new(vb(), &file).unwrap().forward(&x, 321.5, &ctx, None).unwrap();
+        assert!(max_diff(&g8, &b) > 1e-3, "{id}: norm_num_groups {fixture_groups} ignored");
     }
 }
 

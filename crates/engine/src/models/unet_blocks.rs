@@ -1,0 +1,245 @@
+//! The UNet's down and up blocks (`DownBlock2D`, `CrossAttnDownBlock2D`,
+//! `UpBlock2D`, `CrossAttnUpBlock2D`), built here rather than with candle's
+//! constructors: candle 0.11.1's `DownBlock2D::new` / `UpBlock2D::new` build
+//! their ResNets with `..Default::default()` and so always normalise with 32
+//! groups, whatever `resnet_groups` says, while diffusers uses the config's
+//! `norm_num_groups` (docs/parity.md). candle's `ResnetBlock2D` and
+//! `SpatialTransformer` do take a group count, so they are reused as is; only
+//! the block wiring and the (private in candle) down/up samplers live here.
+//! Tensor names are diffusers' (`resnets.{i}`, `attentions.{i}`,
+//! `downsamplers.0.conv`, `upsamplers.0.conv`).
+
+use candle_core::{D, Module, Result, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_transformers::models::stable_diffusion::attention::{
+    SpatialTransformer, SpatialTransformerConfig,
+};
+use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+
+/// Cross-attention settings of a `CrossAttn*Block2D`.
+#[derive(Debug, Clone, Copy)]
+pub struct CrossAttn {
+    /// Attention heads (diffusers' `attention_head_dim`, which is a head count).
+    pub heads: usize,
+    /// Width of the text context.
+    pub context_dim: usize,
+    /// Transformer layers in each `SpatialTransformer`.
+    pub layers: usize,
+    /// Linear (SD 2.x, SDXL) rather than 1×1-conv projections.
+    pub linear_projection: bool,
+}
+
+/// What the down and up blocks share.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockConfig {
+    /// ResNets in the block.
+    pub layers: usize,
+    /// GroupNorm groups of every ResNet and transformer norm in the block.
+    pub groups: usize,
+    /// GroupNorm epsilon.
+    pub eps: f64,
+    /// Width of the timestep embedding.
+    pub temb: usize,
+    /// `Some` for the cross-attention variants.
+    pub cross: Option<CrossAttn>,
+}
+
+impl BlockConfig {
+    fn resnet(&self, out_channels: usize) -> ResnetBlock2DConfig {
+        ResnetBlock2DConfig {
+            out_channels: Some(out_channels),
+            temb_channels: Some(self.temb),
+            groups: self.groups,
+            eps: self.eps,
+            ..Default::default()
+        }
+    }
+
+    /// One `SpatialTransformer` per ResNet when the block has cross-attention.
+    fn attentions(&self, vb: &VarBuilder, channels: usize) -> Result<Vec<SpatialTransformer>> {
+        let Some(c) = self.cross else {
+            return Ok(Vec::new());
+        };
+        let cfg = SpatialTransformerConfig {
+            depth: c.layers,
+            num_groups: self.groups,
+            context_dim: Some(c.context_dim),
+            sliced_attention_size: None,
+            use_linear_projection: c.linear_projection,
+        };
+        let vb = vb.pp("attentions");
+        (0..self.layers)
+            .map(|i| {
+                SpatialTransformer::new(vb.pp(i), channels, c.heads, channels / c.heads, false, cfg)
+            })
+            .collect()
+    }
+}
+
+/// A down block: ResNets (each followed by a transformer in the
+/// cross-attention variant), then an optional stride-2 conv.
+pub struct DownBlock {
+    resnets: Vec<ResnetBlock2D>,
+    attentions: Vec<SpatialTransformer>,
+    downsampler: Option<(Conv2d, usize)>,
+}
+
+impl DownBlock {
+    /// Builds `down_blocks.{i}` from `vb`; `downsample` is `Some(padding)`
+    /// for every block but the last.
+    pub fn new(
+        vb: VarBuilder,
+        in_ch: usize,
+        out_ch: usize,
+        downsample: Option<usize>,
+        cfg: BlockConfig,
+    ) -> Result<Self> {
+        let rcfg = cfg.resnet(out_ch);
+        let resnets = (0..cfg.layers)
+            .map(|i| {
+                ResnetBlock2D::new(
+                    vb.pp("resnets").pp(i),
+                    if i == 0 { in_ch } else { out_ch },
+                    rcfg,
+                )
+            })
+            .collect::<Result<_>>()?;
+        let attentions = cfg.attentions(&vb, out_ch)?;
+        let downsampler = match downsample {
+            Some(padding) => {
+                let c = Conv2dConfig {
+                    stride: 2,
+                    padding,
+                    ..Default::default()
+                };
+                Some((
+                    candle_nn::conv2d(out_ch, out_ch, 3, c, vb.pp("downsamplers.0.conv"))?,
+                    padding,
+                ))
+            }
+            None => None,
+        };
+        Ok(Self {
+            resnets,
+            attentions,
+            downsampler,
+        })
+    }
+
+    /// Returns the block's output and the states the up blocks take as skips.
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        temb: &Tensor,
+        context: &Tensor,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut xs = xs.clone();
+        let mut states = Vec::with_capacity(self.resnets.len() + 1);
+        for (i, resnet) in self.resnets.iter().enumerate() {
+            xs = resnet.forward(&xs, Some(temb))?;
+            if let Some(attn) = self.attentions.get(i) {
+                xs = attn.forward(&xs, Some(context))?;
+            }
+            states.push(xs.clone());
+        }
+        if let Some((conv, padding)) = &self.downsampler {
+            // diffusers pads right/bottom by one when downsample_padding is 0.
+            xs = if *padding == 0 {
+                conv.forward(&xs.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(
+                    D::Minus2,
+                    0,
+                    1,
+                )?)?
+            } else {
+                conv.forward(&xs)?
+            };
+            states.push(xs.clone());
+        }
+        Ok((xs, states))
+    }
+}
+
+/// An up block: ResNets over the input concatenated with a skip state (each
+/// followed by a transformer in the cross-attention variant), then an
+/// optional nearest-neighbour upsample and conv.
+pub struct UpBlock {
+    resnets: Vec<ResnetBlock2D>,
+    attentions: Vec<SpatialTransformer>,
+    upsampler: Option<Conv2d>,
+}
+
+impl UpBlock {
+    /// Builds `up_blocks.{i}` from `vb`: `prev_ch` comes from the block below,
+    /// `skip_ch` is the width of the last skip state it takes.
+    pub fn new(
+        vb: VarBuilder,
+        skip_ch: usize,
+        prev_ch: usize,
+        out_ch: usize,
+        upsample: bool,
+        cfg: BlockConfig,
+    ) -> Result<Self> {
+        let rcfg = cfg.resnet(out_ch);
+        let resnets = (0..cfg.layers)
+            .map(|i| {
+                let skip = if i == cfg.layers - 1 { skip_ch } else { out_ch };
+                let input = if i == 0 { prev_ch } else { out_ch };
+                ResnetBlock2D::new(vb.pp("resnets").pp(i), input + skip, rcfg)
+            })
+            .collect::<Result<_>>()?;
+        let attentions = cfg.attentions(&vb, out_ch)?;
+        let upsampler = if upsample {
+            let c = Conv2dConfig {
+                padding: 1,
+                ..Default::default()
+            };
+            Some(candle_nn::conv2d(
+                out_ch,
+                out_ch,
+                3,
+                c,
+                vb.pp("upsamplers.0.conv"),
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            resnets,
+            attentions,
+            upsampler,
+        })
+    }
+
+    /// How many skip states the block takes.
+    pub fn skips(&self) -> usize {
+        self.resnets.len()
+    }
+
+    /// `skips` in the order the down blocks pushed them (taken last first);
+    /// `size` overrides the 2× upsample (odd latent sizes).
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        skips: &[Tensor],
+        temb: &Tensor,
+        size: Option<(usize, usize)>,
+        context: &Tensor,
+    ) -> Result<Tensor> {
+        let mut xs = xs.clone();
+        for (i, resnet) in self.resnets.iter().enumerate() {
+            xs = Tensor::cat(&[&xs, &skips[skips.len() - i - 1]], 1)?.contiguous()?;
+            xs = resnet.forward(&xs, Some(temb))?;
+            if let Some(attn) = self.attentions.get(i) {
+                xs = attn.forward(&xs, Some(context))?;
+            }
+        }
+        match &self.upsampler {
+            Some(conv) => {
+                let (_, _, h, w) = xs.dims4()?;
+                let (h, w) = size.unwrap_or((2 * h, 2 * w));
+                conv.forward(&xs.upsample_nearest2d(h, w)?)
+            }
+            None => Ok(xs),
+        }
+    }
+}
