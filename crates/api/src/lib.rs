@@ -11,6 +11,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod dialects;
+pub mod enhance;
 pub mod files;
 pub mod health;
 pub mod render;

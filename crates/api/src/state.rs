@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use imagegate_core::Catalog;
+use imagegate_core::{Catalog, WorkflowSet};
 use imagegate_queue::Queue;
 use imagegate_store::{Db, Objects};
 
 use crate::config::ApiConfig;
+use crate::enhance::ChatEnhancer;
 
 /// What handlers share: the store, objects, the queue and the catalog.
 #[derive(Clone, Debug)]
@@ -21,11 +22,23 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// HTTP settings.
     pub config: Arc<ApiConfig>,
+    /// Task-publishing workflows (the compiled-in set unless the binary
+    /// passes config workflows with [`AppState::with_workflows`]).
+    pub workflows: Arc<WorkflowSet>,
+    /// The prompt-enhancement chat channel, when configured.
+    pub enhancer: Option<ChatEnhancer>,
 }
 
 impl AppState {
     /// State over a queue (which already holds the db, objects and catalog).
     pub fn new(queue: Arc<Queue>, config: ApiConfig) -> Self {
-        Self { db: queue.db.clone(), objects: queue.objects.clone(), catalog: queue.catalog.clone(), queue, config: Arc::new(config) }
+        let enhancer = config.prompt_enhancement.clone().map(ChatEnhancer::new);
+        Self { db: queue.db.clone(), objects: queue.objects.clone(), catalog: queue.catalog.clone(), queue, config: Arc::new(config), workflows: Arc::new(WorkflowSet::builtin()), enhancer }
+    }
+
+    /// The same state serving `workflows` for task publishing.
+    pub fn with_workflows(mut self, workflows: WorkflowSet) -> Self {
+        self.workflows = Arc::new(workflows);
+        self
     }
 }

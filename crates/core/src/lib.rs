@@ -12,7 +12,9 @@ pub mod prompt;
 pub mod sampler;
 pub mod size;
 pub mod spec;
+pub mod style;
 pub mod task;
+pub mod workflow;
 
 pub use backend::{Backend, BackendError, BackendRegistry, CancelFlag, GeneratedImage, Generation, Progress, ProgressSink};
 pub use catalog::{Catalog, Family, ModelEntry};
@@ -21,3 +23,4 @@ pub use sampler::Sampler;
 pub use size::Size;
 pub use spec::{ImageFormat, InitImage, LoraSpec, PromptPart, TaskSpec};
 pub use task::{TaskState, TaskView};
+pub use workflow::{Workflow, WorkflowSet};

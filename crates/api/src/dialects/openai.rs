@@ -60,7 +60,8 @@ impl IntoResponse for OpenAiError {
 pub async fn create_image(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, OpenAiError> {
     let caller = authenticate(&state, &headers).await?;
     let req: ImageRequest = parse_json(&read_body(body)?)?;
-    let (spec, opts) = req.into_spec(&state.catalog, rand::random())?;
+    let (mut spec, opts) = req.into_spec(&state.catalog, rand::random())?;
+    crate::enhance::enhance_spec(state.enhancer.as_ref(), &mut spec).await;
     check_model_allowed(&caller, state.catalog.require(&spec.model)?)?;
     let submitted = state.admit(&caller, spec, Admit::default()).await?;
     let task = state.wait_for(&submitted.task().id).await?;

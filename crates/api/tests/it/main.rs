@@ -1,7 +1,12 @@
 //! API tests against the real server (`TestApp`), through public endpoints
 //! only. Folders mirror the routes.
 
+mod bfl;
+mod enhance;
 mod files;
 mod health;
 mod openai;
+mod predictions;
+mod publish;
+mod stability;
 mod tasks;
