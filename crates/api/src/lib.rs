@@ -14,6 +14,7 @@ pub mod dialects;
 pub mod enhance;
 pub mod files;
 pub mod health;
+pub mod openapi;
 pub mod render;
 pub mod routes;
 pub mod server;

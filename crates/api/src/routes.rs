@@ -13,7 +13,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::dialects::{bfl, openai, predictions, publish, stability, tasks};
 use crate::state::AppState;
-use crate::{files, health};
+use crate::{files, health, openapi};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -36,7 +36,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{*model_path}", post(predictions::create_prediction))
         .route("/session/publish", post(publish::publish_task))
         .route("/session/{task_id}", get(publish::get_session))
-        .route("/v1/get_result", get(bfl::get_result));
+        .route("/v1/get_result", get(bfl::get_result))
+        .route("/openapi.json", get(openapi::get_openapi))
+        .route("/docs", get(openapi::get_docs));
     for name in bfl::BFL_MODELS {
         app = app.route(&format!("/v1/{name}"), post(move |State(s): State<AppState>, h: HeaderMap, b: Result<Bytes, BytesRejection>| bfl::create_generation(name, s, h, b)));
     }

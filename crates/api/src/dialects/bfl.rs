@@ -60,6 +60,8 @@ pub fn bfl_status(state: TaskState) -> &'static str {
 }
 
 /// `POST /v1/{model}` for one of [`BFL_MODELS`]: queue and answer at once.
+/// (Documented once as `/v1/flux-pro-1.1`; the OpenAPI modifier copies it to every BFL model route.)
+#[utoipa::path(post, path = "/v1/flux-pro-1.1", tag = "bfl", request_body = PredictionInput, security(("x-key" = []), ("bearer" = [])), responses((status = 200, description = "id and polling_url"), (status = 400, description = "Invalid field"), (status = 401, description = "Missing or unknown key")))]
 pub async fn create_generation(model_name: &'static str, state: AppState, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, BflError> {
     let caller = authenticate_x_key(&state, &headers).await?;
     let model = state.catalog.require(model_name)?;
@@ -90,6 +92,7 @@ pub struct ResultQuery {
 }
 
 /// `GET /v1/get_result?id=`: the task in BFL's shape.
+#[utoipa::path(get, path = "/v1/get_result", tag = "bfl", params(("id" = String, Query, description = "Task id")), security(("x-key" = []), ("bearer" = [])), responses((status = 200, description = "id, status (Pending, Ready, Error, …) and result.sample"), (status = 404, description = "Task not found")))]
 pub async fn get_result(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ResultQuery>) -> Result<Response, BflError> {
     let caller = authenticate_x_key(&state, &headers).await?;
     let Ok(task) = state.task_for(&caller, &q.id).await else {

@@ -57,6 +57,7 @@ impl IntoResponse for OpenAiError {
 }
 
 /// `POST /v1/images/generations`: generate and wait (synchronous).
+#[utoipa::path(post, path = "/v1/images/generations", tag = "openai", request_body = ImageRequest, security(("bearer" = [])), responses((status = 200, description = "`data` (OpenAI) and `images` (SiliconFlow) list the same images"), (status = 400, description = "Invalid field"), (status = 401, description = "Missing or unknown key"), (status = 404, description = "Unknown model"), (status = 503, description = "No backend or queue full"), (status = 504, description = "Still running; body carries the task id")))]
 pub async fn create_image(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, OpenAiError> {
     let caller = authenticate(&state, &headers).await?;
     let req: ImageRequest = parse_json(&read_body(body)?)?;
@@ -98,6 +99,7 @@ pub async fn create_image(State(state): State<AppState>, headers: HeaderMap, bod
 }
 
 /// `GET /v1/models`: the catalog's models, with whether this deployment can serve each now.
+#[utoipa::path(get, path = "/v1/models", tag = "openai", security(("bearer" = [])), responses((status = 200, description = "Model list"), (status = 401, description = "Missing or unknown key")))]
 pub async fn list_models(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, OpenAiError> {
     let caller = authenticate(&state, &headers).await?;
     let data: Vec<Value> = state

@@ -23,6 +23,7 @@ use crate::state::AppState;
 use input::PredictionRequest;
 
 /// `POST /v1/models/{*model_path}` where the path ends in `/predictions`
+#[utoipa::path(post, path = "/v1/models/{model_path}/predictions", tag = "predictions", request_body = PredictionRequest, params(("model_path" = String, Path, description = "Catalog id or provider path; may contain slashes (openai/gpt-image-1)")), security(("bearer" = [])), responses((status = 200, description = "`output`: url or b64_json items; for asynchronous models taskId and polling_url"), (status = 400, description = "Invalid input field"), (status = 404, description = "Unknown model path"), (status = 503, description = "No backend or channel serves the model")))]
 /// (axum's catch-all must be last, so the suffix is matched here).
 pub async fn create_prediction(
     State(state): State<AppState>,

@@ -83,6 +83,7 @@ async fn render(state: &AppState, client_id: &str, task: &TaskView) -> Result<Va
 }
 
 /// `POST /session/publish`: run a workflow and wait for its images.
+#[utoipa::path(post, path = "/session/publish", tag = "publish", request_body = PublishRequest, security(("bearer" = [])), responses((status = 200, description = "code, msg, taskID and data (one url per image)"), (status = 400, description = "Invalid field"), (status = 404, description = "Unknown workflow"), (status = 409, description = "taskID reused with a different body")))]
 pub async fn publish_task(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, PublishError> {
     let caller = authenticate(&state, &headers).await?;
     let raw = read_body(body)?;
@@ -101,6 +102,7 @@ pub async fn publish_task(State(state): State<AppState>, headers: HeaderMap, bod
 }
 
 /// `GET /session/{taskID}`: the task by the caller's `taskID` (or ours).
+#[utoipa::path(get, path = "/session/{task_id}", tag = "publish", params(("task_id" = String, Path, description = "The caller's taskID (or the task id)")), security(("bearer" = [])), responses((status = 200, description = "Same shape as publish, with status"), (status = 404, description = "Unknown task")))]
 pub async fn get_session(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, PublishError> {
     let caller = authenticate(&state, &headers).await?;
     validate_task_id(&id).map_err(|_| AppError::not_found(format!("task `{id}` not found")))?;

@@ -72,6 +72,7 @@ fn wants_png(headers: &HeaderMap) -> bool {
 }
 
 /// `POST /v1/generation/{engine_id}/text-to-image` (and `/sd/v1/...`):
+#[utoipa::path(post, path = "/v1/generation/{engine_id}/text-to-image", tag = "stability", request_body = TextToImageRequest, params(("engine_id" = String, Path, description = "stable-diffusion-xl-1024-v1-0, stable-diffusion-v1-6 or stable-diffusion-xl-beta-v2-2-2"), ("Accept" = Option<String>, Header, description = "application/json (default) or image/png")), security(("bearer" = [])), responses((status = 200, description = "`artifacts` with base64, finishReason and seed; or the first image as PNG"), (status = 400, description = "bad_request"), (status = 401, description = "unauthorized"), (status = 403, description = "permission_denied"), (status = 404, description = "not_found"), (status = 500, description = "server_error")))]
 /// generate and wait; JSON artifacts, or the first image as raw PNG.
 pub async fn create_text_to_image(
     State(state): State<AppState>,
@@ -113,6 +114,7 @@ async fn text_to_image(state: &AppState, engine_id: &str, headers: &HeaderMap, b
 }
 
 /// `GET /v1/engines/list`: the Stability v1 engines this catalog knows.
+#[utoipa::path(get, path = "/v1/engines/list", tag = "stability", security(("bearer" = [])), responses((status = 200, description = "Engines"), (status = 401, description = "unauthorized")))]
 pub async fn list_engines(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, StabilityError> {
     let request_id = request_id(&headers);
     authenticate(&state, &headers).await.map_err(|error| StabilityError { error, request_id })?;
@@ -133,6 +135,7 @@ pub async fn list_engines(State(state): State<AppState>, headers: HeaderMap) -> 
 }
 
 /// `GET /v1/user/account`: the caller's account in Stability's shape.
+#[utoipa::path(get, path = "/v1/user/account", tag = "stability", security(("bearer" = [])), responses((status = 200, description = "Account"), (status = 401, description = "unauthorized")))]
 pub async fn get_account(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, StabilityError> {
     let request_id = request_id(&headers);
     let caller = authenticate(&state, &headers).await.map_err(|error| StabilityError { error, request_id })?;

@@ -6,6 +6,7 @@ mod enhance;
 mod files;
 mod health;
 mod openai;
+mod openapi;
 mod predictions;
 mod publish;
 mod stability;

@@ -101,3 +101,31 @@ async fn unknown_workflow_title_returns_404() {
     assert_eq!(err["code"], 404);
     assert!(err["msg"].as_str().unwrap().contains("Video generation"));
 }
+
+#[tokio::test]
+async fn config_workflow_applies_its_model_loras_and_settings() {
+    let workflows = imagegate_core::WorkflowSet::from_toml(
+        r#"
+        [[workflows]]
+        title = "Pixel portraits"
+        base_model = "sdxl"
+        loras = [{ name = "pixel-art-xl.safetensors", scale = 0.8 }, { name = "detail-tweaker", scale = 0.3 }]
+        sampler = "K_EULER_ANCESTRAL"
+        steps = 25
+        guidance = 6.5
+        parameters = ["promptText", "imageRatio"]
+        "#,
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(TestAppOptions { workflows: Some(workflows), ..Default::default() }).await;
+    let body = json!({"title": "pixel portraits", "imageCount": 1, "imagePath": "pix", "taskID": "p1", "data": {"parameters": {"imageRatio": "3:4", "promptText": "a knight"}}});
+    let resp: Value = app.post_json("/session/publish", &body).await.json().await.unwrap();
+    assert_eq!(resp["code"], 200, "{resp}");
+    let url = resp["data"][0]["url"].as_str().unwrap();
+    let task_id = url.split("/files/pix/").nth(1).unwrap().split('/').next().unwrap();
+    let task = app.state.db.get_task(task_id).await.unwrap().unwrap();
+    assert_eq!((task.spec.model.as_str(), task.spec.steps, task.spec.guidance), ("stable-diffusion-xl-1024-v1-0", 25, 6.5));
+    assert_eq!(task.spec.loras.len(), 2);
+    assert_eq!(task.spec.sampler, Some(imagegate_core::Sampler::KEulerAncestral));
+    assert_eq!((task.spec.size.width, task.spec.size.height), (896, 1152));
+}

@@ -9,14 +9,14 @@ use imagegate_core::{AppError, Family, ImageFormat, InitImage, ModelEntry, Promp
 use serde_json::{Map, Value};
 
 /// `{"input": {...}}`.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 pub struct PredictionRequest {
     /// The model family's own fields.
     pub input: PredictionInput,
 }
 
 /// Every family's input fields (see api.md §4); unknown ones are kept.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[allow(non_snake_case)]
 pub struct PredictionInput {
     /// What to draw.
@@ -55,6 +55,7 @@ pub struct PredictionInput {
     pub rendering_speed: Option<String>,
     /// Everything else (moderation, background, watermark, stream, …).
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extras: Map<String, Value>,
 }
 

@@ -4,11 +4,11 @@
 
 use imagegate_core::size::ASPECT_RATIOS;
 use imagegate_core::spec::validate_prefix;
-use imagegate_core::{AppError, ImageFormat, ModelEntry, PromptPart, TaskSpec, Workflow};
+use imagegate_core::{AppError, ImageFormat, ModelEntry, PromptPart, Size, TaskSpec, Workflow};
 use serde_json::{Map, Value};
 
 /// `POST /session/publish` body.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 pub struct PublishRequest {
     /// Workflow name.
     pub title: String,
@@ -27,10 +27,11 @@ pub struct PublishRequest {
 }
 
 /// The `data` object.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 pub struct PublishData {
     /// Workflow parameters (`promptText`, `imageRatio`, …).
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
 }
 
@@ -49,6 +50,19 @@ fn param_str<'a>(params: &'a Map<String, Value>, name: &str) -> Result<Option<&'
         Some(Value::String(s)) => Ok(Some(s.as_str())),
         Some(_) => Err(AppError::invalid(&format!("data.parameters.{name}"), "must be a string")),
     }
+}
+
+/// The model's native size for `ratio`: the area-preserving size, or, when
+/// the model only takes listed sizes, the listed one closest in shape
+/// (SDXL's buckets: 3:2 is 1216x832).
+fn native_size_for(model: &ModelEntry, ratio: &str) -> Result<Size, AppError> {
+    let size = model.size_for_ratio(ratio).ok_or_else(|| AppError::invalid("data.parameters.imageRatio", "not a ratio"))?;
+    if model.sizes.allows(size) {
+        return Ok(size);
+    }
+    let want = f64::from(size.width) / f64::from(size.height);
+    let shape = |s: &Size| (f64::from(s.width) / f64::from(s.height) / want).ln().abs();
+    Ok(model.sizes.list.iter().filter_map(|s| s.parse::<Size>().ok()).min_by(|a, b| shape(a).total_cmp(&shape(b))).unwrap_or(size))
 }
 
 impl PublishRequest {
@@ -82,7 +96,7 @@ impl PublishRequest {
         if !ASPECT_RATIOS.contains(&ratio) {
             return Err(AppError::invalid("data.parameters.imageRatio", format!("`{ratio}` is not one of {}", ASPECT_RATIOS.join(", "))));
         }
-        let size = model.size_for_ratio(ratio).ok_or_else(|| AppError::invalid("data.parameters.imageRatio", "not a ratio"))?;
+        let size = native_size_for(model, ratio)?;
         let seed = match params.get("seed") {
             None | Some(Value::Null) => random_seed % 4_294_967_296,
             Some(v) => v.as_u64().ok_or_else(|| AppError::invalid("data.parameters.seed", "must be a non-negative integer"))?,
@@ -110,7 +124,7 @@ impl PublishRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use imagegate_core::{Catalog, Size, WorkflowSet};
+    use imagegate_core::{Catalog, WorkflowSet};
     use serde_json::json;
 
     fn convert(body: Value) -> Result<TaskSpec, AppError> {
@@ -127,6 +141,19 @@ mod tests {
         .unwrap();
         assert_eq!((s.model.as_str(), s.count, s.steps, s.size), ("FLUX.1-dev", 3, 20, Size::new(1344, 768)));
         assert_eq!(s.prefix, "2025/06");
+    }
+
+    #[test]
+    fn every_ratio_gives_a_size_the_base_model_takes() {
+        let c = Catalog::builtin();
+        for model in ["sdxl", "FLUX.1-dev"] {
+            let m = c.resolve(model).unwrap();
+            for r in ASPECT_RATIOS {
+                let s = native_size_for(m, r).unwrap();
+                assert!(m.sizes.allows(s), "{model} {r} -> {s}");
+            }
+        }
+        assert_eq!(native_size_for(c.resolve("sdxl").unwrap(), "3:2").unwrap(), Size::new(1216, 832));
     }
 
     #[test]

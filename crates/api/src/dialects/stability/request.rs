@@ -15,7 +15,7 @@ pub const MAX_TEXT_CHARS: usize = 2000;
 pub const CLIP_GUIDANCE_PRESETS: [&str; 7] = ["FAST_BLUE", "FAST_GREEN", "NONE", "SIMPLE", "SLOW", "SLOWER", "SLOWEST"];
 
 /// One weighted prompt; a negative weight makes it a negative prompt.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 pub struct TextPrompt {
     /// The prompt itself (≤ 2000 characters).
     pub text: String,
@@ -24,7 +24,7 @@ pub struct TextPrompt {
 }
 
 /// `POST /v1/generation/{engine_id}/text-to-image` body.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 pub struct TextToImageRequest {
     /// Pixels down (default 512, ≥128, multiple of 64).
     pub height: Option<u32>,
@@ -47,6 +47,7 @@ pub struct TextToImageRequest {
     /// One of the documented style presets.
     pub style_preset: Option<String>,
     /// Experimental parameters, passed on to upstream engines.
+    #[schema(value_type = Option<Object>)]
     pub extras: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
