@@ -33,8 +33,21 @@ async fn seed_000_body_returns_three_urls_in_the_image_path() {
 
 #[tokio::test]
 async fn retried_task_id_returns_the_same_urls_and_runs_once() {
+    check_retry_runs_once(false).await;
+}
+
+#[tokio::test]
+async fn retried_task_id_runs_once_on_postgres_too() {
+    if imagegate_testkit::scratch::postgres_url().is_none() {
+        eprintln!("DATABASE_URL not set: PostgreSQL variant not run");
+        return;
+    }
+    check_retry_runs_once(true).await;
+}
+
+async fn check_retry_runs_once(postgres: bool) {
     let backend = SyntheticBackend::instant();
-    let app = TestApp::spawn_with(TestAppOptions { backends: vec![backend.clone()], ..Default::default() }).await;
+    let app = TestApp::spawn_with(TestAppOptions { backends: vec![backend.clone()], postgres, ..Default::default() }).await;
     let first: Value = app.post_json("/session/publish", &seed_000_body()).await.json().await.unwrap();
     let second: Value = app.post_json("/session/publish", &seed_000_body()).await.json().await.unwrap();
     assert_eq!(backend.calls(), 1);

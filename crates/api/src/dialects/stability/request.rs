@@ -56,7 +56,7 @@ fn check_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, lo: T, hi: 
 }
 
 fn check_side(field: &str, v: u32) -> Result<u32, AppError> {
-    if v < 128 || v % 64 != 0 {
+    if v < 128 || !v.is_multiple_of(64) {
         return Err(AppError::invalid(field, format!("{v} is not allowed; at least 128 and a multiple of 64")));
     }
     Ok(v)
@@ -67,7 +67,7 @@ fn check_side(field: &str, v: u32) -> Result<u32, AppError> {
 fn size_field(model: &ModelEntry, size: Size) -> &'static str {
     let r = &model.sizes;
     let bad = |v: u32| match (r.min, r.max) {
-        (Some(lo), Some(hi)) => v < lo || v > r.one_side_max.unwrap_or(hi) || v % r.multiple.unwrap_or(1) != 0,
+        (Some(lo), Some(hi)) => v < lo || v > r.one_side_max.unwrap_or(hi) || !v.is_multiple_of(r.multiple.unwrap_or(1)),
         _ => false,
     };
     if bad(size.height) && !bad(size.width) { "height" } else { "width" }
