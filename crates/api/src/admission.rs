@@ -28,6 +28,13 @@ impl AppState {
         if !self.config.remote_workers
             && let Err(why) = self.queue.backends.pick(model)
         {
+            let why = match &model.provider {
+                Some(p) if model.family == imagegate_core::Family::Upstream => {
+                    format!("model `{}` is served only by the upstream provider `{p}`, and no `{p}` channel is configured on this deployment ({why})", model.id)
+                }
+                Some(p) => format!("{why}; the upstream provider `{p}` could serve it once a `{p}` channel is configured"),
+                None => why,
+            };
             return Err(AppError::new(ErrorCode::Unavailable, why).with_retry_after(30));
         }
         self.rate_limits.check(caller, &self.plans)?;

@@ -35,3 +35,15 @@ pub fn check_model_allowed(caller: &Caller, model: &ModelEntry) -> Result<(), Ap
 pub fn require_admin(caller: &Caller) -> Result<(), AppError> {
     if caller.is_admin { Ok(()) } else { Err(AppError::new(ErrorCode::Forbidden, "this route needs an admin key")) }
 }
+
+/// BFL clients send `x-key: <key>` instead of `Authorization`; either works.
+pub async fn authenticate_x_key(state: &AppState, headers: &HeaderMap) -> Result<Caller, AppError> {
+    match headers.get("x-key").and_then(|v| v.to_str().ok()).map(str::trim) {
+        Some(key) if !key.is_empty() => {
+            let caller = state.db.authenticate(key).await?.ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "invalid API key"))?;
+            tracing::Span::current().record("key_id", caller.key_id.as_str());
+            Ok(caller)
+        }
+        _ => authenticate(state, headers).await,
+    }
+}

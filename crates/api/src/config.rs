@@ -20,10 +20,12 @@ pub struct ApiConfig {
     /// Externally visible base URL (for signed `/files` links); defaults to
     /// `http://` + the listen address.
     pub public_url: Option<String>,
+    /// Optional OpenAI-compatible chat channel for `prompt_enhancement`.
+    pub prompt_enhancement: Option<crate::enhance::PromptEnhancementConfig>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), body_limit_bytes: 16 * 1024 * 1024, sync_wait_secs: 120.0, max_queued: 10_000, max_waiting_per_account: 100, remote_workers: false, public_url: None }
+        Self { listen: "127.0.0.1:8080".into(), body_limit_bytes: 16 * 1024 * 1024, sync_wait_secs: 120.0, max_queued: 10_000, max_waiting_per_account: 100, remote_workers: false, public_url: None, prompt_enhancement: None }
     }
 }

@@ -18,6 +18,7 @@ pub struct Signature {
 }
 
 /// Serves one object.
+#[utoipa::path(get, path = "/files/{key}", tag = "files", params(("key" = String, Path, description = "Object key"), ("exp" = i64, Query, description = "Expiry (unix seconds)"), ("sig" = String, Query, description = "HMAC signature")), responses((status = 200, description = "The image bytes"), (status = 403, description = "Bad or expired signature"), (status = 404, description = "No such object")))]
 pub async fn get_file(State(state): State<AppState>, Path(key): Path<String>, Query(q): Query<Signature>) -> Result<Response, OpenAiError> {
     let (Some(exp), Some(sig)) = (q.exp, q.sig) else {
         return Err(AppError::new(ErrorCode::Forbidden, "missing signature").into());

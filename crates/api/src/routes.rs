@@ -2,29 +2,47 @@
 //! body limit and panic containment.
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
-use http::HeaderName;
+use http::{HeaderMap, HeaderName};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::dialects::{openai, tasks};
+use crate::dialects::{bfl, openai, predictions, publish, stability, tasks};
 use crate::state::AppState;
-use crate::{files, health};
+use crate::{files, health, openapi};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Every route imagegate serves.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.body_limit_bytes;
-    Router::new()
+    let mut app: Router<AppState> = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/images/generations", post(openai::create_image))
         .route("/v1/models", get(openai::list_models))
         .route("/v1/tasks/{id}", get(tasks::get_task))
         .route("/files/{*key}", get(files::get_file))
+        .route("/v1/generation/{engine_id}/text-to-image", post(stability::create_text_to_image))
+        .route("/sd/v1/generation/{engine_id}/text-to-image", post(stability::create_text_to_image))
+        .route("/v1/engines/list", get(stability::list_engines))
+        .route("/sd/v1/engines/list", get(stability::list_engines))
+        .route("/v1/user/account", get(stability::get_account))
+        .route("/sd/v1/user/account", get(stability::get_account))
+        .route("/v1/models/{*model_path}", post(predictions::create_prediction))
+        .route("/session/publish", post(publish::publish_task))
+        .route("/session/{task_id}", get(publish::get_session))
+        .route("/v1/get_result", get(bfl::get_result))
+        .route("/openapi.json", get(openapi::get_openapi))
+        .route("/docs", get(openapi::get_docs));
+    for name in bfl::BFL_MODELS {
+        app = app.route(&format!("/v1/{name}"), post(move |State(s): State<AppState>, h: HeaderMap, b: Result<Bytes, BytesRejection>| bfl::create_generation(name, s, h, b)));
+    }
+    app
         .layer(DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use imagegate_core::{Catalog, PlanTable, PriceList};
+use imagegate_core::{Catalog, PlanTable, PriceList, WorkflowSet};
 use imagegate_queue::Queue;
 use imagegate_store::{Db, Objects};
 
 use crate::config::ApiConfig;
 use crate::limits::RateLimits;
+use crate::enhance::ChatEnhancer;
 
 /// What handlers share: the store, objects, the queue and the catalog.
 #[derive(Clone, Debug)]
@@ -28,11 +29,17 @@ pub struct AppState {
     pub plans: Arc<PlanTable>,
     /// Per-key rate limiters.
     pub rate_limits: Arc<RateLimits>,
+    /// Task-publishing workflows (the compiled-in set unless the binary
+    /// passes config workflows with [`AppState::with_workflows`]).
+    pub workflows: Arc<WorkflowSet>,
+    /// The prompt-enhancement chat channel, when configured.
+    pub enhancer: Option<ChatEnhancer>,
 }
 
 impl AppState {
     /// State over a queue (which already holds the db, objects and catalog).
     pub fn new(queue: Arc<Queue>, config: ApiConfig) -> Self {
+        let enhancer = config.prompt_enhancement.clone().map(ChatEnhancer::new);
         Self {
             db: queue.db.clone(),
             objects: queue.objects.clone(),
@@ -42,6 +49,8 @@ impl AppState {
             prices: Arc::new(PriceList::builtin()),
             plans: Arc::new(PlanTable::builtin()),
             rate_limits: Arc::default(),
+            workflows: Arc::new(WorkflowSet::builtin()),
+            enhancer,
         }
     }
 
@@ -49,6 +58,12 @@ impl AppState {
     pub fn with_billing(mut self, prices: PriceList, plans: PlanTable) -> Self {
         self.prices = Arc::new(prices);
         self.plans = Arc::new(plans);
+        self
+    }
+
+    /// The same state serving `workflows` for task publishing.
+    pub fn with_workflows(mut self, workflows: WorkflowSet) -> Self {
+        self.workflows = Arc::new(workflows);
         self
     }
 }

@@ -13,7 +13,9 @@ pub mod prompt;
 pub mod sampler;
 pub mod size;
 pub mod spec;
+pub mod style;
 pub mod task;
+pub mod workflow;
 
 pub use backend::{Backend, BackendError, BackendRegistry, CancelFlag, GeneratedImage, Generation, Progress, ProgressSink};
 pub use catalog::{Catalog, Family, ModelEntry};
@@ -23,3 +25,4 @@ pub use sampler::Sampler;
 pub use size::Size;
 pub use spec::{ImageFormat, InitImage, LoraSpec, PromptPart, TaskSpec};
 pub use task::{TaskState, TaskView};
+pub use workflow::{Workflow, WorkflowSet};

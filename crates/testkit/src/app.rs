@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imagegate_api::{ApiConfig, AppState};
-use imagegate_core::{Backend, BackendRegistry, Catalog};
+use imagegate_core::{Backend, BackendRegistry, Catalog, WorkflowSet};
 use imagegate_queue::{Queue, QueueConfig};
 use imagegate_store::signing::UrlSigner;
 use imagegate_store::{Db, Objects};
@@ -26,12 +26,14 @@ pub struct TestAppOptions {
     pub postgres: bool,
     /// URL lifetime.
     pub url_ttl: Duration,
+    /// Task-publishing workflows (default: the compiled-in set).
+    pub workflows: Option<WorkflowSet>,
 }
 
 impl Default for TestAppOptions {
     fn default() -> Self {
         let queue = QueueConfig { poll_ms: 100, sweep_secs: 0.5, ..QueueConfig::default() };
-        Self { backends: vec![SyntheticBackend::instant()], api: ApiConfig::default(), queue, postgres: false, url_ttl: Duration::from_secs(3600) }
+        Self { backends: vec![SyntheticBackend::instant()], api: ApiConfig::default(), queue, postgres: false, url_ttl: Duration::from_secs(3600), workflows: None }
     }
 }
 
@@ -73,7 +75,10 @@ impl TestApp {
             backends.register(b);
         }
         let queue = Queue::new(db, objects, backends, Arc::new(Catalog::builtin()), opts.queue);
-        let state = AppState::new(queue, opts.api);
+        let mut state = AppState::new(queue, opts.api);
+        if let Some(w) = opts.workflows {
+            state = state.with_workflows(w);
+        }
         let (tx, rx) = oneshot::channel::<()>();
         let server_state = state.clone();
         tokio::spawn(async move {

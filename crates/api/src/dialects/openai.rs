@@ -70,6 +70,7 @@ pub fn quote_json(quote: &imagegate_core::Quote) -> Value {
 }
 
 /// `POST /v1/images/generations`: generate and wait (synchronous).
+#[utoipa::path(post, path = "/v1/images/generations", tag = "openai", request_body = ImageRequest, params(("dry_run" = Option<bool>, Query, description = "Answer with the price instead of generating")), security(("bearer" = [])), responses((status = 200, description = "`data` (OpenAI) and `images` (SiliconFlow) list the same images; with dry_run, the quote"), (status = 400, description = "Invalid field"), (status = 401, description = "Missing or unknown key"), (status = 402, description = "Not enough credits; the message gives balance and price"), (status = 404, description = "Unknown model"), (status = 429, description = "Rate or waiting-task limit; see Retry-After"), (status = 503, description = "No backend or queue full"), (status = 504, description = "Still running; body carries the task id")))]
 pub async fn create_image(
     State(state): State<AppState>,
     Query(query): Query<GenerationQuery>,
@@ -78,11 +79,12 @@ pub async fn create_image(
 ) -> Result<Response, OpenAiError> {
     let caller = authenticate(&state, &headers).await?;
     let req: ImageRequest = parse_json(&read_body(body)?)?;
-    let (spec, opts) = req.into_spec(&state.catalog, rand::random())?;
+    let (mut spec, opts) = req.into_spec(&state.catalog, rand::random())?;
     check_model_allowed(&caller, state.catalog.require(&spec.model)?)?;
     if query.dry_run {
         return Ok(Json(quote_json(&state.quote(&spec)?)).into_response());
     }
+    crate::enhance::enhance_spec(state.enhancer.as_ref(), &mut spec).await;
     let submitted = state.admit(&caller, spec, Admit::default()).await?;
     let task = state.wait_for(&submitted.task().id).await?;
     if task.state != TaskState::Succeeded {
@@ -122,6 +124,7 @@ pub async fn create_image(
 }
 
 /// `GET /v1/models`: the catalog's models, with whether this deployment can serve each now.
+#[utoipa::path(get, path = "/v1/models", tag = "openai", security(("bearer" = [])), responses((status = 200, description = "Model list"), (status = 401, description = "Missing or unknown key")))]
 pub async fn list_models(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, OpenAiError> {
     let caller = authenticate(&state, &headers).await?;
     let data: Vec<Value> = state

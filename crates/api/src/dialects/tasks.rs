@@ -55,6 +55,7 @@ pub async fn task_json(state: &AppState, task: &TaskView) -> Result<Value, OpenA
 }
 
 /// `GET /v1/tasks/{id}`.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "Task id")), security(("bearer" = [])), responses((status = 200, description = "Status (Pending, Running, Ready, Error), progress, result.sample and image URLs"), (status = 404, description = "No such task for this account")))]
 pub async fn get_task(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, OpenAiError> {
     let caller = authenticate(&state, &headers).await?;
     let task = state.task_for(&caller, &id).await?;

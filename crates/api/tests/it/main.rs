@@ -2,8 +2,14 @@
 //! only. Folders mirror the routes.
 
 mod billing;
+mod bfl;
+mod enhance;
 mod files;
 mod health;
 mod limits;
 mod openai;
+mod openapi;
+mod predictions;
+mod publish;
+mod stability;
 mod tasks;

@@ -8,7 +8,7 @@ use imagegate_core::{AppError, Catalog, ImageFormat, InitImage, ModelEntry, Prom
 pub const MAX_SEED: u64 = 9_999_999_999;
 
 /// `POST /v1/images/generations` body, OpenAI and SiliconFlow fields together.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 pub struct ImageRequest {
     /// Model id or alias (default from the catalog).
     pub model: Option<String>,
@@ -46,6 +46,7 @@ pub struct ImageRequest {
     /// Everything else (`background`, `moderation`, `style`, `user`,
     /// `safety_tolerance`, …): passed through to upstream providers.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extras: serde_json::Map<String, serde_json::Value>,
 }
 

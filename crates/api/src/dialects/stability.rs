@@ -1,0 +1,149 @@
+//! Stability v1 (`POST /v1/generation/{engine_id}/text-to-image`, also under
+//! `/sd`), `GET /v1/engines/list` and `GET /v1/user/account`. Errors are
+//! rendered as Stability does: `{"id": <request id>, "name", "message"}`.
+
+pub mod request;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use imagegate_core::{AppError, Family};
+use serde_json::{Value, json};
+
+use crate::admission::Admit;
+use crate::auth::authenticate;
+use crate::body::{parse_json, read_body};
+use crate::dialects::shared::{request_id, run_to_end};
+use crate::state::AppState;
+use request::TextToImageRequest;
+
+/// The engines Stability v1 clients know, in its order.
+pub const ENGINES: [&str; 3] = ["stable-diffusion-xl-1024-v1-0", "stable-diffusion-v1-6", "stable-diffusion-xl-beta-v2-2-2"];
+
+/// An error in Stability's shape, carrying the request id it names.
+#[derive(Debug)]
+pub struct StabilityError {
+    /// What went wrong.
+    pub error: AppError,
+    /// The request's `x-request-id`.
+    pub request_id: String,
+}
+
+/// Stability's `name` for a status.
+fn error_name(status: u16) -> &'static str {
+    match status {
+        400 | 413 => "bad_request",
+        401 => "unauthorized",
+        402 => "insufficient_balance",
+        403 => "permission_denied",
+        404 => "not_found",
+        409 => "conflict",
+        429 => "rate_limit_exceeded",
+        503 => "service_unavailable",
+        504 => "timeout",
+        _ => "server_error",
+    }
+}
+
+impl IntoResponse for StabilityError {
+    fn into_response(self) -> Response {
+        let e = self.error;
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if e.code.is_opaque() {
+            tracing::error!(error = %e, "internal error");
+        }
+        let mut body = json!({"id": self.request_id, "name": error_name(e.status()), "message": e.public_message()});
+        if let Some(id) = &e.task_id {
+            body["task_id"] = json!(id);
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = e.retry_after {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+fn wants_png(headers: &HeaderMap) -> bool {
+    headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.split(',').any(|p| p.trim().starts_with("image/png")))
+}
+
+/// `POST /v1/generation/{engine_id}/text-to-image` (and `/sd/v1/...`):
+#[utoipa::path(post, path = "/v1/generation/{engine_id}/text-to-image", tag = "stability", request_body = TextToImageRequest, params(("engine_id" = String, Path, description = "stable-diffusion-xl-1024-v1-0, stable-diffusion-v1-6 or stable-diffusion-xl-beta-v2-2-2"), ("Accept" = Option<String>, Header, description = "application/json (default) or image/png")), security(("bearer" = [])), responses((status = 200, description = "`artifacts` with base64, finishReason and seed; or the first image as PNG"), (status = 400, description = "bad_request"), (status = 401, description = "unauthorized"), (status = 403, description = "permission_denied"), (status = 404, description = "not_found"), (status = 500, description = "server_error")))]
+/// generate and wait; JSON artifacts, or the first image as raw PNG.
+pub async fn create_text_to_image(
+    State(state): State<AppState>,
+    Path(engine_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, StabilityError> {
+    let request_id = request_id(&headers);
+    text_to_image(&state, &engine_id, &headers, body).await.map_err(|error| StabilityError { error, request_id })
+}
+
+async fn text_to_image(state: &AppState, engine_id: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, AppError> {
+    let caller = authenticate(state, headers).await?;
+    let engine = state.catalog.resolve(engine_id).ok_or_else(|| AppError::not_found(format!("engine `{engine_id}` was not found")))?;
+    let req: TextToImageRequest = parse_json(&read_body(body)?)?;
+    for h in ["organization", "stability-client-id", "stability-client-version"] {
+        if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok()) {
+            tracing::info!(header = h, value = v, "stability client header");
+        }
+    }
+    let spec = req.into_spec(engine, rand::random())?;
+    let task = run_to_end(state, &caller, spec, Admit::default()).await?;
+    let images = state.images_of(&task).await?;
+    if wants_png(headers) {
+        let first = images.first().ok_or_else(|| AppError::internal(format!("task {} succeeded without images", task.id)))?;
+        let bytes = state.objects.get(&first.key).await?;
+        let mut resp = Response::new(Body::from(bytes));
+        let h = resp.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+        h.insert("seed", HeaderValue::from(first.seed));
+        h.insert("finish-reason", HeaderValue::from_static("SUCCESS"));
+        return Ok(resp);
+    }
+    let mut artifacts = Vec::with_capacity(images.len());
+    for img in &images {
+        artifacts.push(json!({"base64": state.image_base64(&img.key).await?, "finishReason": "SUCCESS", "seed": img.seed}));
+    }
+    Ok(Json(json!({"artifacts": artifacts})).into_response())
+}
+
+/// `GET /v1/engines/list`: the Stability v1 engines this catalog knows.
+#[utoipa::path(get, path = "/v1/engines/list", tag = "stability", security(("bearer" = [])), responses((status = 200, description = "Engines"), (status = 401, description = "unauthorized")))]
+pub async fn list_engines(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, StabilityError> {
+    let request_id = request_id(&headers);
+    authenticate(&state, &headers).await.map_err(|error| StabilityError { error, request_id })?;
+    let engines: Vec<Value> = ENGINES
+        .iter()
+        .filter_map(|id| state.catalog.resolve(id))
+        .filter(|m| m.family != Family::Upstream)
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "name": m.id,
+                "description": format!("{} ({} family); sizes: {}", m.id, m.family.as_str(), m.sizes.describe()),
+                "type": "PICTURE",
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(engines)))
+}
+
+/// `GET /v1/user/account`: the caller's account in Stability's shape.
+#[utoipa::path(get, path = "/v1/user/account", tag = "stability", security(("bearer" = [])), responses((status = 200, description = "Account"), (status = 401, description = "unauthorized")))]
+pub async fn get_account(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, StabilityError> {
+    let request_id = request_id(&headers);
+    let caller = authenticate(&state, &headers).await.map_err(|error| StabilityError { error, request_id })?;
+    Ok(Json(json!({
+        "id": caller.account_id,
+        "email": null,
+        "profile_picture": "",
+        "plan": caller.plan,
+        "organizations": [{"id": caller.account_id, "name": caller.account_id, "role": if caller.is_admin { "OWNER" } else { "MEMBER" }, "is_default": true}],
+    })))
+}
