@@ -11,7 +11,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::dialects::{openai, tasks};
 use crate::state::AppState;
-use crate::{files, health};
+use crate::{admin, files, health, usage};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -25,6 +25,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(openai::list_models))
         .route("/v1/tasks/{id}", get(tasks::get_task))
         .route("/files/{*key}", get(files::get_file))
+        .route("/v1/usage", get(usage::get_usage))
+        .route("/v1/admin/accounts", post(admin::create_account).get(admin::list_accounts))
+        .route("/v1/admin/accounts/{id}", get(admin::get_account))
+        .route("/v1/admin/accounts/{id}/credits", post(admin::grant_credits))
+        .route("/v1/admin/accounts/{id}/keys", post(admin::create_key))
+        .route("/v1/admin/plans", get(admin::list_plans))
         .layer(DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
