@@ -46,7 +46,7 @@ async fn usage_reports_tasks_images_and_credits_by_day_model_and_key() {
         assert!(r["key_id"].as_str().unwrap().starts_with("key_"));
     }
     let mut per_key: Vec<(i64, f64)> = rows.iter().map(|r| (r["tasks"].as_i64().unwrap(), r["credits"].as_f64().unwrap())).collect();
-    per_key.sort_by(|a, b| a.0.cmp(&b.0));
+    per_key.sort_by_key(|k| k.0);
     assert_eq!(per_key, vec![(1, 11.0), (2, 22.0)]);
     assert_eq!(body["by_key"].as_array().unwrap().len(), 2);
 }
