@@ -6,6 +6,7 @@
 //! in its own shape. Auth, body limits, request ids and the route table are
 //! shared.
 
+pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod body;
@@ -20,6 +21,7 @@ pub mod render;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod usage;
 
 pub use config::ApiConfig;
 pub use routes::router;

@@ -8,7 +8,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::dialects::{bfl, openai, predictions, publish, stability, tasks};
-use crate::{files, health};
+use crate::{admin, files, health, usage};
 
 /// The document, assembled from the annotated handlers.
 #[derive(OpenApi)]
@@ -24,11 +24,19 @@ use crate::{files, health};
         stability::create_text_to_image,
         stability::list_engines,
         stability::get_account,
+        stability::get_balance,
         predictions::create_prediction,
         publish::publish_task,
         publish::get_session,
         bfl::create_generation,
         bfl::get_result,
+        usage::get_usage,
+        admin::create_account,
+        admin::list_accounts,
+        admin::get_account,
+        admin::grant_credits,
+        admin::create_key,
+        admin::list_plans,
     ),
     modifiers(&Aliases, &Security)
 )]
@@ -41,7 +49,7 @@ struct Aliases;
 impl Modify for Aliases {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let paths = &mut doc.paths.paths;
-        for p in ["/v1/generation/{engine_id}/text-to-image", "/v1/engines/list", "/v1/user/account"] {
+        for p in ["/v1/generation/{engine_id}/text-to-image", "/v1/engines/list", "/v1/user/account", "/v1/user/balance"] {
             if let Some(item) = paths.get(p).cloned() {
                 paths.insert(format!("/sd{p}"), item);
             }

@@ -13,7 +13,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::dialects::{bfl, openai, predictions, publish, stability, tasks};
 use crate::state::AppState;
-use crate::{files, health, openapi};
+use crate::{admin, files, health, openapi, usage};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -33,12 +33,20 @@ pub fn router(state: AppState) -> Router {
         .route("/sd/v1/engines/list", get(stability::list_engines))
         .route("/v1/user/account", get(stability::get_account))
         .route("/sd/v1/user/account", get(stability::get_account))
+        .route("/v1/user/balance", get(stability::get_balance))
+        .route("/sd/v1/user/balance", get(stability::get_balance))
         .route("/v1/models/{*model_path}", post(predictions::create_prediction))
         .route("/session/publish", post(publish::publish_task))
         .route("/session/{task_id}", get(publish::get_session))
         .route("/v1/get_result", get(bfl::get_result))
         .route("/openapi.json", get(openapi::get_openapi))
-        .route("/docs", get(openapi::get_docs));
+        .route("/docs", get(openapi::get_docs))
+        .route("/v1/usage", get(usage::get_usage))
+        .route("/v1/admin/accounts", post(admin::create_account).get(admin::list_accounts))
+        .route("/v1/admin/accounts/{id}", get(admin::get_account))
+        .route("/v1/admin/accounts/{id}/credits", post(admin::grant_credits))
+        .route("/v1/admin/accounts/{id}/keys", post(admin::create_key))
+        .route("/v1/admin/plans", get(admin::list_plans));
     for name in bfl::BFL_MODELS {
         app = app.route(&format!("/v1/{name}"), post(move |State(s): State<AppState>, h: HeaderMap, b: Result<Bytes, BytesRejection>| bfl::create_generation(name, s, h, b)));
     }

@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod objects;
 pub mod signing;
 pub mod tasks;
+pub mod usage;
 
 pub use db::{Db, DbKind};
 pub use error::StoreError;
@@ -18,6 +19,7 @@ pub use keys::{Account, ApiKey, Caller, NewKey};
 pub use ledger::{Balance, EntryKind, Expiring, Hold, HoldState, InsufficientCredits, LedgerEntry, Settlement};
 pub use objects::{ObjectConfig, Objects};
 pub use tasks::{ClaimedTask, NewTask, Submitted};
+pub use usage::{DAY_MS, Day, UsageRow};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

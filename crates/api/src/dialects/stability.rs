@@ -134,6 +134,15 @@ pub async fn list_engines(State(state): State<AppState>, headers: HeaderMap) -> 
     Ok(Json(Value::Array(engines)))
 }
 
+/// `GET /v1/user/balance`: the caller's spendable credits, from the ledger.
+#[utoipa::path(get, path = "/v1/user/balance", tag = "stability", security(("bearer" = [])), responses((status = 200, description = "`{\"credits\": <float>}`"), (status = 401, description = "unauthorized")))]
+pub async fn get_balance(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, StabilityError> {
+    let request_id = request_id(&headers);
+    let caller = authenticate(&state, &headers).await.map_err(|error| StabilityError { error: error.clone(), request_id: request_id.clone() })?;
+    let balance = state.db.balance(&caller.account_id, imagegate_store::now_ms()).await.map_err(|e| StabilityError { error: e.into(), request_id })?;
+    Ok(Json(json!({"credits": balance.available as f64 / 1000.0})))
+}
+
 /// `GET /v1/user/account`: the caller's account in Stability's shape.
 #[utoipa::path(get, path = "/v1/user/account", tag = "stability", security(("bearer" = [])), responses((status = 200, description = "Account"), (status = 401, description = "unauthorized")))]
 pub async fn get_account(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, StabilityError> {

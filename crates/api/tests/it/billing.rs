@@ -80,3 +80,13 @@ async fn failed_tasks_are_not_charged() {
     let hold = app.state.db.hold(&id).await.unwrap().unwrap();
     assert_eq!(hold.captured, 0);
 }
+
+#[tokio::test]
+async fn stability_balance_reads_the_ledger() {
+    let app = TestApp::spawn().await;
+    let (_, key) = metered_key(&app, "stab", 12_500).await;
+    let body: Value = app.client.get(app.url("/v1/user/balance")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["credits"], 12.5);
+    let sd: Value = app.client.get(app.url("/sd/v1/user/balance")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
+    assert_eq!(sd, body);
+}

@@ -1,6 +1,7 @@
 //! API tests against the real server (`TestApp`), through public endpoints
 //! only. Folders mirror the routes.
 
+mod admin;
 mod billing;
 mod bfl;
 mod enhance;
@@ -13,3 +14,4 @@ mod predictions;
 mod publish;
 mod stability;
 mod tasks;
+mod usage;

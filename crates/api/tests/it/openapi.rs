@@ -37,6 +37,14 @@ async fn openapi_document_lists_every_route_and_matches_the_snapshot() {
         "/v1/flux-kontext-pro",
         "/v1/flux-kontext-max",
         "/v1/flux-dev",
+        "/v1/user/balance",
+        "/sd/v1/user/balance",
+        "/v1/usage",
+        "/v1/admin/accounts",
+        "/v1/admin/accounts/{id}",
+        "/v1/admin/accounts/{id}/credits",
+        "/v1/admin/accounts/{id}/keys",
+        "/v1/admin/plans",
     ] {
         assert!(paths.contains_key(p), "{p} missing from /openapi.json");
     }

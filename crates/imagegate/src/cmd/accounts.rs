@@ -8,17 +8,10 @@ use crate::cli::{AccountsCommand, CreditsCommand, PlansCommand};
 use crate::config::Config;
 use crate::wiring;
 
-/// Creates an account on `plan` and grants the plan's free credits (which
-/// expire after the plan's free-grant period).
+/// Creates an account on `plan` and grants the plan's free credits, through
+/// the same function the admin HTTP route uses.
 pub async fn create(config: &Config, db: &Db, name: &str, plan: &str) -> anyhow::Result<Account> {
-    let plans = config.plans()?;
-    let p = plans.get(plan).ok_or_else(|| anyhow::anyhow!("unknown plan `{plan}`; see `imagegate plans list`"))?;
-    let acct = db.create_account(name, plan, false).await?;
-    if p.free_grant > 0 {
-        let now = imagegate_store::now_ms();
-        db.grant_credits(&acct.id, p.free_grant, p.free_grant_expiry(now), &format!("{plan} plan free credits")).await?;
-    }
-    Ok(acct)
+    Ok(imagegate_api::admin::open_account(db, &config.plans()?, name, plan).await?)
 }
 
 /// Parses `30d`, `12h`, `45m` or `90s` into milliseconds.

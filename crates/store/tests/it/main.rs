@@ -3,3 +3,4 @@
 mod keys;
 mod ledger;
 mod tasks;
+mod usage;
