@@ -2,4 +2,5 @@
 
 mod cli;
 mod crash;
+mod crash_ledger;
 mod server;
