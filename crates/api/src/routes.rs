@@ -4,7 +4,7 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderName};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -48,7 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/accounts/{id}/keys", post(admin::create_key))
         .route("/v1/admin/plans", get(admin::list_plans));
     for name in bfl::BFL_MODELS {
-        app = app.route(&format!("/v1/{name}"), post(move |State(s): State<AppState>, h: HeaderMap, b: Result<Bytes, BytesRejection>| bfl::create_generation(name, s, h, b)));
+        app = app.route(&format!("/v1/{name}"), post(move |State(s): State<AppState>, RawQuery(q): RawQuery, h: HeaderMap, b: Result<Bytes, BytesRejection>| bfl::create_generation(name, s, q, h, b)));
     }
     app
         .layer(DefaultBodyLimit::max(limit))

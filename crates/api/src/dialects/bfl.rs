@@ -16,7 +16,8 @@ use crate::admission::Admit;
 use crate::auth::authenticate_x_key;
 use crate::body::{parse_json, read_body};
 use crate::dialects::predictions::input::PredictionInput;
-use crate::dialects::shared::{public_base, submit};
+use crate::dialects::openai::quote_json;
+use crate::dialects::shared::{is_dry_run, public_base, submit};
 use crate::state::AppState;
 
 /// BFL model names served as `POST /v1/{name}` (explicit routes; each
@@ -62,7 +63,7 @@ pub fn bfl_status(state: TaskState) -> &'static str {
 /// `POST /v1/{model}` for one of [`BFL_MODELS`]: queue and answer at once.
 /// (Documented once as `/v1/flux-pro-1.1`; the OpenAPI modifier copies it to every BFL model route.)
 #[utoipa::path(post, path = "/v1/flux-pro-1.1", tag = "bfl", request_body = PredictionInput, security(("x-key" = []), ("bearer" = [])), responses((status = 200, description = "id and polling_url"), (status = 400, description = "Invalid field"), (status = 401, description = "Missing or unknown key")))]
-pub async fn create_generation(model_name: &'static str, state: AppState, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, BflError> {
+pub async fn create_generation(model_name: &'static str, state: AppState, query: Option<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, BflError> {
     let caller = authenticate_x_key(&state, &headers).await?;
     let model = state.catalog.require(model_name)?;
     let mut fields: Map<String, Value> = parse_json(&read_body(body)?)?;
@@ -79,6 +80,9 @@ pub async fn create_generation(model_name: &'static str, state: AppState, header
         e.message = e.message.replacen("`input.", "`", 1);
         e
     })?;
+    if is_dry_run(query.as_deref()) {
+        return Ok(Json(quote_json(&state.quote(&spec)?)));
+    }
     let task = submit(&state, &caller, spec, Admit::default()).await?;
     let polling_url = format!("{}/v1/get_result?id={}", public_base(&state, &headers), task.id);
     Ok(Json(json!({"id": task.id, "polling_url": polling_url})))

@@ -9,7 +9,7 @@ pub mod input;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use http::HeaderMap;
 use imagegate_core::AppError;
 use serde_json::{Value, json};
@@ -18,7 +18,8 @@ use crate::admission::Admit;
 use crate::auth::authenticate;
 use crate::body::{parse_json, read_body};
 use crate::dialects::openai::OpenAiError;
-use crate::dialects::shared::{public_base, run_to_end, submit};
+use crate::dialects::openai::quote_json;
+use crate::dialects::shared::{is_dry_run, public_base, run_to_end, submit};
 use crate::state::AppState;
 use input::PredictionRequest;
 
@@ -28,6 +29,7 @@ use input::PredictionRequest;
 pub async fn create_prediction(
     State(state): State<AppState>,
     Path(path): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, OpenAiError> {
@@ -39,6 +41,9 @@ pub async fn create_prediction(
     let model = state.catalog.require(model_path)?;
     let req: PredictionRequest = parse_json(&read_body(body)?)?;
     let (spec, opts) = req.input.into_spec(model, rand::random())?;
+    if is_dry_run(query.as_deref()) {
+        return Ok(Json(quote_json(&state.quote(&spec)?)));
+    }
     if model.asynchronous {
         let task = submit(&state, &caller, spec, Admit::default()).await?;
         let polling_url = format!("{}/v1/tasks/{}", public_base(&state, &headers), task.id);

@@ -8,7 +8,7 @@ pub mod request;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use imagegate_core::{AppError, TaskState, TaskView};
@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use crate::admission::{Admit, task_failure};
 use crate::auth::authenticate;
 use crate::body::{parse_json, read_body};
-use crate::dialects::shared::{body_hash, run_to_end};
+use crate::dialects::openai::quote_json;
+use crate::dialects::shared::{body_hash, is_dry_run, run_to_end};
 use crate::dialects::tasks::status_word;
 use crate::state::AppState;
 use request::{PublishRequest, validate_task_id};
@@ -84,7 +85,7 @@ async fn render(state: &AppState, client_id: &str, task: &TaskView) -> Result<Va
 
 /// `POST /session/publish`: run a workflow and wait for its images.
 #[utoipa::path(post, path = "/session/publish", tag = "publish", request_body = PublishRequest, security(("bearer" = [])), responses((status = 200, description = "code, msg, taskID and data (one url per image)"), (status = 400, description = "Invalid field"), (status = 404, description = "Unknown workflow"), (status = 409, description = "taskID reused with a different body")))]
-pub async fn publish_task(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, PublishError> {
+pub async fn publish_task(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, PublishError> {
     let caller = authenticate(&state, &headers).await?;
     let raw = read_body(body)?;
     let value: Value = parse_json(&raw)?;
@@ -93,6 +94,9 @@ pub async fn publish_task(State(state): State<AppState>, headers: HeaderMap, bod
     let model = state.catalog.require(&workflow.base_model)?;
     let client_id = req.task_id.clone();
     let spec = req.into_spec(&workflow, model, rand::random())?;
+    if is_dry_run(query.as_deref()) {
+        return Ok(Json(quote_json(&state.quote(&spec)?)));
+    }
     let how = Admit { idempotency: client_id.as_ref().map(|id| (format!("publish:{id}"), body_hash(&value))) };
     let task = run_to_end(&state, &caller, spec, how).await?;
     if let Some(id) = &client_id {

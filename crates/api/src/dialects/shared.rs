@@ -11,6 +11,11 @@ use crate::admission::{Admit, task_failure};
 use crate::auth::check_model_allowed;
 use crate::state::AppState;
 
+/// Whether the query asks for a quote only (`?dry_run=true` or `=1`).
+pub fn is_dry_run(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|kv| matches!(kv, "dry_run=true" | "dry_run=1")))
+}
+
 /// The `x-request-id` the request-id layer put on the request.
 pub fn request_id(headers: &HeaderMap) -> String {
     headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string()

@@ -7,7 +7,7 @@ pub mod request;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use imagegate_core::{AppError, Family};
@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use crate::admission::Admit;
 use crate::auth::authenticate;
 use crate::body::{parse_json, read_body};
-use crate::dialects::shared::{request_id, run_to_end};
+use crate::dialects::openai::quote_json;
+use crate::dialects::shared::{is_dry_run, request_id, run_to_end};
 use crate::state::AppState;
 use request::TextToImageRequest;
 
@@ -77,14 +78,16 @@ fn wants_png(headers: &HeaderMap) -> bool {
 pub async fn create_text_to_image(
     State(state): State<AppState>,
     Path(engine_id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, StabilityError> {
     let request_id = request_id(&headers);
-    text_to_image(&state, &engine_id, &headers, body).await.map_err(|error| StabilityError { error, request_id })
+    let dry_run = is_dry_run(query.as_deref());
+    text_to_image(&state, &engine_id, &headers, body, dry_run).await.map_err(|error| StabilityError { error, request_id })
 }
 
-async fn text_to_image(state: &AppState, engine_id: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, AppError> {
+async fn text_to_image(state: &AppState, engine_id: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, dry_run: bool) -> Result<Response, AppError> {
     let caller = authenticate(state, headers).await?;
     let engine = state.catalog.resolve(engine_id).ok_or_else(|| AppError::not_found(format!("engine `{engine_id}` was not found")))?;
     let req: TextToImageRequest = parse_json(&read_body(body)?)?;
@@ -94,6 +97,9 @@ async fn text_to_image(state: &AppState, engine_id: &str, headers: &HeaderMap, b
         }
     }
     let spec = req.into_spec(engine, rand::random())?;
+    if dry_run {
+        return Ok(Json(quote_json(&state.quote(&spec)?)).into_response());
+    }
     let task = run_to_end(state, &caller, spec, Admit::default()).await?;
     let images = state.images_of(&task).await?;
     if wants_png(headers) {

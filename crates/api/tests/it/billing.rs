@@ -90,3 +90,24 @@ async fn stability_balance_reads_the_ledger() {
     let sd: Value = app.client.get(app.url("/sd/v1/user/balance")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
     assert_eq!(sd, body);
 }
+
+#[tokio::test]
+async fn every_generation_route_answers_dry_runs_without_a_task() {
+    let app = TestApp::spawn().await;
+    let (_, key) = metered_key(&app, "asker", 0).await;
+    let sdxl = json!({"text_prompts": [{"text": "a cat"}], "width": 1024, "height": 1024, "steps": 20});
+    let cases = [
+        ("/v1/generation/stable-diffusion-xl-1024-v1-0/text-to-image?dry_run=true", sdxl, 5.0),
+        ("/v1/models/FLUX.1-dev/predictions?dry_run=true", json!({"input": {"prompt": "x", "size": "1024x1024", "steps": 20}}), 11.0),
+        ("/session/publish?dry_run=true", json!({"title": "Image generation", "imageCount": 1, "data": {"parameters": {"imageRatio": "1:1", "promptText": "x"}}}), 11.0),
+        ("/v1/flux-dev?dry_run=true", json!({"prompt": "x", "width": 1024, "height": 1024, "steps": 20}), 11.0),
+    ];
+    for (path, body, credits) in cases {
+        let resp = app.client.post(app.url(path)).bearer_auth(&key).header("x-key", &key).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let quote: Value = resp.json().await.unwrap();
+        assert!(quote["credits"].as_f64().is_some(), "{path}: {quote}");
+        assert_eq!(quote["credits"], credits, "{path}: {quote}");
+    }
+    assert!(app.state.db.task_state_counts().await.unwrap().is_empty(), "dry runs create no task");
+}
