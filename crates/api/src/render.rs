@@ -32,6 +32,16 @@ impl AppState {
         Ok(out)
     }
 
+    /// Adds `x-credits-charged` (credits captured for the task, `0.000` when
+    /// unmetered) to a synchronous response.
+    pub async fn with_charge(&self, task_id: &str, mut resp: axum::response::Response) -> Result<axum::response::Response, AppError> {
+        let charged = self.charged(task_id).await?;
+        if let Ok(v) = http::HeaderValue::from_str(&imagegate_core::pricing::format_credits(charged)) {
+            resp.headers_mut().insert("x-credits-charged", v);
+        }
+        Ok(resp)
+    }
+
     /// An image's bytes, base64-encoded (for `b64_json` and Stability artifacts).
     pub async fn image_base64(&self, key: &str) -> Result<String, AppError> {
         let bytes = self.objects.get(key).await?;

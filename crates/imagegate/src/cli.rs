@@ -145,6 +145,12 @@ pub enum KeysCommand {
         /// Account name or id (created on the free plan if it does not exist; default: admin).
         #[arg(long, default_value = "admin")]
         account: String,
+        /// Only these models (comma-separated catalog ids); default all.
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Expire after this long (`30d`, `12h`); default never.
+        #[arg(long)]
+        expires_in: Option<String>,
     },
     /// List keys (never their secrets).
     List {

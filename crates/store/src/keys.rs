@@ -177,6 +177,16 @@ impl Db {
         Ok(NewKey { secret: Secret(raw), record })
     }
 
+    /// Restricts a key to some models (`None`: all) and/or an expiry (unix ms; `None`: never).
+    pub async fn set_key_limits(&self, key_id: &str, allowed_models: Option<&[String]>, expires_at: Option<i64>) -> Result<(), StoreError> {
+        let models = allowed_models.map(|m| serde_json::to_string(m).unwrap_or_else(|_| "[]".into()));
+        let res = sqlx::query("UPDATE api_keys SET allowed_models = $1, expires_at = $2 WHERE id = $3").bind(models).bind(expires_at).bind(key_id).execute(&self.write).await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("key `{key_id}`")));
+        }
+        Ok(())
+    }
+
     /// Keys, optionally of one account, oldest first.
     pub async fn list_keys(&self, account_id: Option<&str>) -> Result<Vec<ApiKey>, StoreError> {
         let rows = sqlx::query(

@@ -112,15 +112,11 @@ pub async fn create_image(
         "timings": {"inference": result.inference_ms},
         "seed": task.spec.seed,
     });
-    let charged = state.charged(&task.id).await?;
     let mut resp = Json(body).into_response();
     if let Ok(v) = HeaderValue::from_str(&result.served_by) {
         resp.headers_mut().insert("x-imagegate-served-by", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&imagegate_core::pricing::format_credits(charged)) {
-        resp.headers_mut().insert("x-credits-charged", v);
-    }
-    Ok(resp)
+    Ok(state.with_charge(&task.id, resp).await?)
 }
 
 /// `GET /v1/models`: the catalog's models, with whether this deployment can serve each now.

@@ -7,12 +7,13 @@
 pub mod input;
 
 use axum::Json;
+use axum::response::{IntoResponse, Response};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use http::HeaderMap;
 use imagegate_core::AppError;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::admission::Admit;
 use crate::auth::authenticate;
@@ -32,7 +33,7 @@ pub async fn create_prediction(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, OpenAiError> {
+) -> Result<Response, OpenAiError> {
     let model_path = path
         .strip_suffix("/predictions")
         .filter(|m| !m.is_empty())
@@ -42,17 +43,17 @@ pub async fn create_prediction(
     let req: PredictionRequest = parse_json(&read_body(body)?)?;
     let (spec, opts) = req.input.into_spec(model, rand::random())?;
     if is_dry_run(query.as_deref()) {
-        return Ok(Json(quote_json(&state.quote(&spec)?)));
+        return Ok(Json(quote_json(&state.quote(&spec)?)).into_response());
     }
     if model.asynchronous {
         let task = submit(&state, &caller, spec, Admit::default()).await?;
         let polling_url = format!("{}/v1/tasks/{}", public_base(&state, &headers), task.id);
-        return Ok(Json(json!({"output": [{"taskId": task.id, "polling_url": polling_url}]})));
+        return Ok(Json(json!({"output": [{"taskId": task.id, "polling_url": polling_url}]})).into_response());
     }
     let task = run_to_end(&state, &caller, spec, Admit::default()).await?;
     let mut output = Vec::new();
     for img in state.images_of(&task).await? {
         output.push(if opts.b64_json { json!({"b64_json": state.image_base64(&img.key).await?}) } else { json!({"url": img.url}) });
     }
-    Ok(Json(json!({"id": task.id, "output": output})))
+    Ok(state.with_charge(&task.id, Json(json!({"id": task.id, "output": output})).into_response()).await?)
 }

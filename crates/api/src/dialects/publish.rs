@@ -85,7 +85,7 @@ async fn render(state: &AppState, client_id: &str, task: &TaskView) -> Result<Va
 
 /// `POST /session/publish`: run a workflow and wait for its images.
 #[utoipa::path(post, path = "/session/publish", tag = "publish", request_body = PublishRequest, security(("bearer" = [])), responses((status = 200, description = "code, msg, taskID and data (one url per image)"), (status = 400, description = "Invalid field"), (status = 404, description = "Unknown workflow"), (status = 409, description = "taskID reused with a different body")))]
-pub async fn publish_task(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, PublishError> {
+pub async fn publish_task(State(state): State<AppState>, RawQuery(query): RawQuery, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, PublishError> {
     let caller = authenticate(&state, &headers).await?;
     let raw = read_body(body)?;
     let value: Value = parse_json(&raw)?;
@@ -95,14 +95,15 @@ pub async fn publish_task(State(state): State<AppState>, RawQuery(query): RawQue
     let client_id = req.task_id.clone();
     let spec = req.into_spec(&workflow, model, rand::random())?;
     if is_dry_run(query.as_deref()) {
-        return Ok(Json(quote_json(&state.quote(&spec)?)));
+        return Ok(Json(quote_json(&state.quote(&spec)?)).into_response());
     }
     let how = Admit { idempotency: client_id.as_ref().map(|id| (format!("publish:{id}"), body_hash(&value))) };
     let task = run_to_end(&state, &caller, spec, how).await?;
     if let Some(id) = &client_id {
         state.objects.put(&pointer_key(&caller, id), task.id.clone().into_bytes()).await?;
     }
-    Ok(Json(render(&state, client_id.as_deref().unwrap_or(&task.id), &task).await?))
+    let body = render(&state, client_id.as_deref().unwrap_or(&task.id), &task).await?;
+    Ok(state.with_charge(&task.id, Json(body).into_response()).await?)
 }
 
 /// `GET /session/{taskID}`: the task by the caller's `taskID` (or ours).

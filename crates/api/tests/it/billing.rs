@@ -111,3 +111,17 @@ async fn every_generation_route_answers_dry_runs_without_a_task() {
     }
     assert!(app.state.db.task_state_counts().await.unwrap().is_empty(), "dry runs create no task");
 }
+
+#[tokio::test]
+async fn a_key_limited_to_some_models_gets_403_for_others_and_sync_routes_report_the_charge() {
+    let app = TestApp::spawn().await;
+    let (_, key) = metered_key(&app, "narrow", 50_000).await;
+    let key_id = app.state.db.authenticate(&key).await.unwrap().unwrap().key_id;
+    app.state.db.set_key_limits(&key_id, Some(&["stable-diffusion-xl-1024-v1-0".to_string()]), None).await.unwrap();
+    let resp = app.client.post(app.url("/v1/images/generations")).bearer_auth(&key).json(&flux_dev_body()).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let sdxl = json!({"text_prompts": [{"text": "a cat"}], "width": 1024, "height": 1024, "steps": 20});
+    let resp = app.client.post(app.url("/v1/generation/stable-diffusion-xl-1024-v1-0/text-to-image")).bearer_auth(&key).json(&sdxl).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-credits-charged"], "5.000");
+}

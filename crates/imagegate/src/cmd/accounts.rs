@@ -15,7 +15,7 @@ pub async fn create(config: &Config, db: &Db, name: &str, plan: &str) -> anyhow:
 }
 
 /// Parses `30d`, `12h`, `45m` or `90s` into milliseconds.
-fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
+pub fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num.parse().map_err(|_| anyhow::anyhow!("`{s}` is not a duration like 30d"))?;
     let ms = match unit {

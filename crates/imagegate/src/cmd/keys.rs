@@ -11,7 +11,7 @@ use crate::wiring;
 pub async fn run(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
     let db = wiring::open_db(&config).await?;
     match cmd {
-        KeysCommand::Create { name, account } => {
+        KeysCommand::Create { name, account, models, expires_in } => {
             let acct = match db.find_account(&account).await {
                 Ok(a) => a,
                 Err(StoreError::NotFound(_)) => {
@@ -22,6 +22,15 @@ pub async fn run(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 Err(e) => return Err(e.into()),
             };
             let key = db.create_key(&acct.id, &name).await?;
+            if !models.is_empty() || expires_in.is_some() {
+                let catalog = config.catalog()?;
+                let ids = models
+                    .iter()
+                    .map(|m| catalog.require(m).map(|e| e.id.clone()).map_err(|e| anyhow::anyhow!("--models: {}", e.message)))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let expires_at = expires_in.as_deref().map(super::accounts::parse_duration_ms).transpose()?.map(|d| imagegate_store::now_ms() + d);
+                db.set_key_limits(&key.record.id, (!ids.is_empty()).then_some(ids.as_slice()), expires_at).await?;
+            }
             eprintln!("created key {} for account {}; it is shown only this once", key.record.id, acct.name);
             println!("{}", key.secret.expose());
         }

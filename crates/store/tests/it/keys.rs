@@ -33,3 +33,18 @@ async fn account_names_are_unique() {
         assert_eq!(s.db.find_account("bob").await.unwrap().plan, "free");
     }
 }
+
+#[tokio::test]
+async fn key_limits_restrict_models_and_expire() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let acct = db.create_account("carol", "basic", false).await.unwrap();
+        let key = db.create_key(&acct.id, "narrow").await.unwrap();
+        db.set_key_limits(&key.record.id, Some(&["FLUX.1-schnell".to_string()]), None).await.unwrap();
+        let c = db.authenticate(key.secret.expose()).await.unwrap().unwrap();
+        assert_eq!(c.allowed_models, Some(vec!["FLUX.1-schnell".to_string()]));
+        db.set_key_limits(&key.record.id, None, Some(imagegate_store::now_ms() - 1)).await.unwrap();
+        assert!(db.authenticate(key.secret.expose()).await.unwrap().is_none(), "expired keys stop working");
+        assert!(db.set_key_limits("key_nope", None, None).await.is_err());
+    }
+}
