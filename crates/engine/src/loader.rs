@@ -104,6 +104,20 @@ pub fn weight_files(dir: &Path, stem: &str) -> Option<Vec<PathBuf>> {
     None
 }
 
+/// The pipeline kind of a folder whose weights are all present, or
+/// [`EngineError::MissingWeights`] naming what is absent and where.
+pub fn require_complete(folder: &Path) -> Result<PipelineKind> {
+    let missing = missing_files(folder);
+    if !missing.is_empty() {
+        return Err(EngineError::MissingWeights {
+            model: folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            missing: missing.join(", "),
+            looked_in: folder.display().to_string(),
+        });
+    }
+    read_kind(folder)
+}
+
 /// Files a pipeline folder needs that are absent, relative to the folder.
 pub fn missing_files(folder: &Path) -> Vec<String> {
     if folder.is_file() {

@@ -19,7 +19,7 @@ use imagegate_core::Sampler;
 
 use super::{BatchRequest, ImageRequest, blend, flow_img2img_latents, img2img_sigmas, init_latents, init_pixels, split_batch};
 use crate::error::{EngineError, Result};
-use crate::loader::{PipelineKind, missing_files, read_kind, weight_files};
+use crate::loader::{PipelineKind, require_complete, weight_files};
 use crate::lora::{self, LoraRef};
 use crate::models::clip::{ClipTextConfig, ClipTextEncoder};
 use crate::models::configs::read_json;
@@ -68,15 +68,7 @@ impl FluxPipeline {
     /// `transformer.…` keys or kohya `lora_unet_` keys on BFL names) and the
     /// text encoders (`text_encoder.…`, `lora_te1_…`).
     pub fn load_with_loras(folder: &Path, device: &Device, dtype: DType, loras: &[LoraRef]) -> Result<Self> {
-        let missing = missing_files(folder);
-        if !missing.is_empty() {
-            return Err(EngineError::MissingWeights {
-                model: folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                missing: missing.join(", "),
-                looked_in: folder.display().to_string(),
-            });
-        }
-        if read_kind(folder)? != PipelineKind::Flux {
+        if require_complete(folder)? != PipelineKind::Flux {
             return Err(EngineError::invalid("model", format!("{} is not a FluxPipeline folder", folder.display())));
         }
         let files = |c: &str| weight_files(&folder.join(c), "model").ok_or_else(|| EngineError::bad_model(folder.join(c), "no weights"));

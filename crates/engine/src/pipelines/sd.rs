@@ -13,7 +13,7 @@ use imagegate_core::Sampler;
 use super::{BatchRequest, img2img_sigmas, init_latents, init_pixels, schedule, split_batch};
 use crate::checkpoint::LdmLayout;
 use crate::error::{EngineError, Result};
-use crate::loader::{PipelineKind, missing_files, read_kind, weight_files};
+use crate::loader::{PipelineKind, require_complete, weight_files};
 use crate::lora::{self, Component, LoraRef};
 use crate::models::clip::{ClipTextConfig, ClipTextEncoder};
 use crate::models::configs::{UNetFile, VaeFile, read_json};
@@ -109,15 +109,7 @@ impl SdPipeline {
 
     fn load_from(folder: &Path, load: Load<'_>) -> Result<Self> {
         let (device, dtype) = (load.device, load.dtype);
-        let missing = missing_files(folder);
-        if !missing.is_empty() {
-            return Err(EngineError::MissingWeights {
-                model: folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-                missing: missing.join(", "),
-                looked_in: folder.display().to_string(),
-            });
-        }
-        let kind = read_kind(folder)?;
+        let kind = require_complete(folder)?;
         let xl = match kind {
             PipelineKind::StableDiffusion => false,
             PipelineKind::StableDiffusionXl => true,
