@@ -11,12 +11,13 @@ use axum::extract::{Query, State};
 use axum::extract::rejection::BytesRejection;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use imagegate_core::{AppError, TaskState};
+use imagegate_core::AppError;
 use serde_json::{Value, json};
 
-use crate::admission::{Admit, task_failure};
+use crate::admission::Admit;
 use crate::auth::{authenticate, check_model_allowed};
 use crate::body::{parse_json, read_body};
+use crate::dialects::shared::run_to_end;
 use crate::state::AppState;
 use request::ImageRequest;
 
@@ -85,11 +86,7 @@ pub async fn create_image(
         return Ok(Json(quote_json(&state.quote(&spec)?)).into_response());
     }
     crate::enhance::enhance_spec(state.enhancer.as_ref(), &mut spec).await;
-    let submitted = state.admit(&caller, spec, Admit::default()).await?;
-    let task = state.wait_for(&submitted.task().id).await?;
-    if task.state != TaskState::Succeeded {
-        return Err(task_failure(&task).into());
-    }
+    let task = run_to_end(&state, &caller, spec, Admit::default()).await?;
     let images = state.images_of(&task).await?;
     let revised = task.spec.revised_prompt.clone();
     let mut data = Vec::with_capacity(images.len());
