@@ -11,6 +11,7 @@ pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod depth;
 pub mod dialects;
 pub mod enhance;
 pub mod files;

@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use imagegate_core::{AppError, TaskView};
+use imagegate_store::Caller;
 
 use crate::state::AppState;
 
@@ -34,8 +35,8 @@ impl AppState {
 
     /// Adds `x-credits-charged` (credits captured for the task, `0.000` when
     /// unmetered) to a synchronous response.
-    pub async fn with_charge(&self, task_id: &str, mut resp: axum::response::Response) -> Result<axum::response::Response, AppError> {
-        let charged = self.charged(task_id).await?;
+    pub async fn with_charge(&self, caller: &Caller, task_id: &str, mut resp: axum::response::Response) -> Result<axum::response::Response, AppError> {
+        let charged = self.charged(caller, task_id).await?;
         if let Ok(v) = http::HeaderValue::from_str(&imagegate_core::pricing::format_credits(charged)) {
             resp.headers_mut().insert("x-credits-charged", v);
         }

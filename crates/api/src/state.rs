@@ -7,6 +7,7 @@ use imagegate_queue::Queue;
 use imagegate_store::{Db, Objects};
 
 use crate::config::ApiConfig;
+use crate::depth::QueueDepth;
 use crate::limits::RateLimits;
 use crate::enhance::ChatEnhancer;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub workflows: Arc<WorkflowSet>,
     /// The prompt-enhancement chat channel, when configured.
     pub enhancer: Option<ChatEnhancer>,
+    /// Unfinished tasks, as admission counts them.
+    pub depth: Arc<QueueDepth>,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             rate_limits: Arc::default(),
             workflows: Arc::new(WorkflowSet::builtin()),
             enhancer,
+            depth: Arc::default(),
         }
     }
 

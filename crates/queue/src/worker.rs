@@ -101,11 +101,39 @@ impl Queue {
         let results = self.generate(&batch, &sink).await;
         let inference_ms = started.elapsed().as_millis() as u64;
         beat.abort();
+        let mut stored = Vec::with_capacity(batch.len());
         for (task, result) in batch.iter().zip(results) {
-            if let Err(e) = self.finish(task, result, inference_ms).await {
-                tracing::error!(task_id = %task.id, error = %e, "recording the task's outcome failed; its lease will lapse and it will be retried");
+            match self.store_outcome(task, result, inference_ms).await {
+                Ok(Some(result)) => stored.push((task.id.as_str(), result)),
+                Ok(None) => self.hub.notify(&task.id),
+                Err(e) => {
+                    tracing::error!(task_id = %task.id, error = %e, "recording the task's outcome failed; its lease will lapse and it will be retried");
+                    self.hub.notify(&task.id);
+                }
             }
-            self.hub.notify(&task.id);
+        }
+        if stored.is_empty() {
+            return;
+        }
+        let done: Vec<(&str, &TaskResult)> = stored.iter().map(|(id, r)| (*id, r)).collect();
+        match self.db.complete_tasks(&self.worker_id, &done).await {
+            Ok(views) => {
+                for ((id, _), view) in stored.iter().zip(views) {
+                    match view {
+                        Some(view) => self.hub.finished(view),
+                        None => {
+                            tracing::warn!(task_id = %id, "lease was lost before completion; the other attempt's outcome stands");
+                            self.hub.notify(id);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, tasks = stored.len(), "recording the batch's completion failed; its leases will lapse and it will be retried");
+                for (id, _) in &stored {
+                    self.hub.notify(id);
+                }
+            }
         }
     }
 
@@ -132,7 +160,9 @@ impl Queue {
         out
     }
 
-    async fn finish(&self, task: &ClaimedTask, result: Result<Generation, BackendError>, inference_ms: u64) -> Result<(), StoreError> {
+    /// Stores a successful task's images and returns the result to record,
+    /// or records a failed attempt and returns `None`.
+    async fn store_outcome(&self, task: &ClaimedTask, result: Result<Generation, BackendError>, inference_ms: u64) -> Result<Option<TaskResult>, StoreError> {
         let generation = match result {
             Ok(g) => g,
             Err(e) => {
@@ -142,7 +172,7 @@ impl Queue {
                 if state == Some(imagegate_core::TaskState::Queued) {
                     self.wake();
                 }
-                return Ok(());
+                return Ok(None);
             }
         };
         let mut images = Vec::with_capacity(generation.images.len());
@@ -154,11 +184,7 @@ impl Queue {
             }
             images.push(StoredImage { key, width: img.width, height: img.height, seed: img.seed });
         }
-        let result = TaskResult { images, inference_ms, served_by: generation.served_by, note: generation.note, provider_request_id: generation.provider_request_id };
-        if !self.db.complete_task(&task.id, &self.worker_id, &result).await? {
-            tracing::warn!(task_id = %task.id, "lease was lost before completion; the other attempt's outcome stands");
-        }
-        Ok(())
+        Ok(Some(TaskResult { images, inference_ms, served_by: generation.served_by, note: generation.note, provider_request_id: generation.provider_request_id }))
     }
 }
 

@@ -93,9 +93,11 @@ impl Objects {
         if self.prefix.is_empty() { Path::from(key) } else { Path::from(format!("{}/{key}", self.prefix)) }
     }
 
-    /// The key of image `n` of a task.
+    /// The key of image `n` of a task. Flat under the prefix, not a folder
+    /// per task: on the local store a folder per task costs a `mkdir` on
+    /// every put and leaves an empty folder behind on every purge.
     pub fn key_for(prefix: &str, task_id: &str, n: usize, ext: &str) -> String {
-        format!("{prefix}/{task_id}/{n}.{ext}")
+        format!("{prefix}/{task_id}-{n}.{ext}")
     }
 
     /// Stores bytes under `key`.

@@ -98,12 +98,48 @@ fn task_from(row: &AnyRow) -> Result<TaskView, StoreError> {
     })
 }
 
+fn insert_query<'q>(id: &'q str, new: &'q NewTask, spec_json: &'q str, now: i64) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(
+        "INSERT INTO tasks (id, account_id, key_id, model, batch_key, state, spec, max_attempts, progress_total, created_at, updated_at, concurrency_limit) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9, $10)",
+    )
+    .bind(id)
+    .bind(&new.account_id)
+    .bind(&new.key_id)
+    .bind(&new.spec.model)
+    .bind(new.spec.batch_key())
+    .bind(spec_json)
+    .bind(i64::from(new.max_attempts))
+    .bind(i64::from(new.spec.steps))
+    .bind(now)
+    .bind(new.concurrency_limit.map_or(UNLIMITED, i64::from))
+}
+
+fn queued_view(id: String, new: NewTask, now: i64) -> TaskView {
+    TaskView {
+        id,
+        account_id: new.account_id,
+        state: TaskState::Queued,
+        progress: (0, new.spec.steps),
+        spec: new.spec,
+        result: None,
+        error: None,
+        attempts: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 impl Db {
     /// Persists a task, its credit hold and its idempotency record in one
     /// transaction. Nothing is acknowledged to a client before this commits;
     /// a repeat under the same idempotency key holds nothing more. Fails with
     /// [`StoreError::InsufficientCredits`] when the hold cannot be paid.
     pub async fn submit_task(&self, new: NewTask) -> Result<Submitted, StoreError> {
+        if new.hold.is_none() && new.idempotency.is_none() {
+            // Nothing else to write with it: one autocommitted statement.
+            return self.insert_task(new).await.map(Submitted::New);
+        }
         let mut tx = self.write.begin().await?;
         if let Some((key, body_hash)) = &new.idempotency {
             let row = sqlx::query("SELECT body_hash, task_id FROM idempotency WHERE account_id = $1 AND idem_key = $2")
@@ -128,22 +164,7 @@ impl Db {
         if let Some(amount) = new.hold {
             self.place_hold(&mut tx, &new.account_id, &id, amount, now).await?;
         }
-        sqlx::query(
-            "INSERT INTO tasks (id, account_id, key_id, model, batch_key, state, spec, max_attempts, progress_total, created_at, updated_at, concurrency_limit) \
-             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9, $10)",
-        )
-        .bind(&id)
-        .bind(&new.account_id)
-        .bind(&new.key_id)
-        .bind(&new.spec.model)
-        .bind(new.spec.batch_key())
-        .bind(&spec_json)
-        .bind(i64::from(new.max_attempts))
-        .bind(i64::from(new.spec.steps))
-        .bind(now)
-        .bind(new.concurrency_limit.map_or(UNLIMITED, i64::from))
-        .execute(&mut *tx)
-        .await?;
+        insert_query(&id, &new, &spec_json, now).execute(&mut *tx).await?;
         if let Some((key, body_hash)) = &new.idempotency {
             let res = sqlx::query("INSERT INTO idempotency (account_id, idem_key, body_hash, task_id, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&new.account_id)
@@ -163,19 +184,15 @@ impl Db {
             res?;
         }
         tx.commit().await?;
-        let view = TaskView {
-            id,
-            account_id: new.account_id,
-            state: TaskState::Queued,
-            progress: (0, new.spec.steps),
-            spec: new.spec,
-            result: None,
-            error: None,
-            attempts: 0,
-            created_at: now,
-            updated_at: now,
-        };
-        Ok(Submitted::New(view))
+        Ok(Submitted::New(queued_view(id, new, now)))
+    }
+
+    async fn insert_task(&self, new: NewTask) -> Result<TaskView, StoreError> {
+        let now = now_ms();
+        let id = new_id("task");
+        let spec_json = serde_json::to_string(&new.spec).map_err(|e| corrupt("spec", e))?;
+        insert_query(&id, &new, &spec_json, now).execute(&self.write).await?;
+        Ok(queued_view(id, new, now))
     }
 
     /// Reads a task.
@@ -257,34 +274,54 @@ impl Db {
     }
 
     /// Marks a task succeeded if `worker` still holds it; false if the lease
-    /// was lost. In the same transaction its hold is captured for the images
-    /// made (hold × made / asked, exact because a quote is per image × count)
-    /// and the rest released.
+    /// was lost. See [`Db::complete_tasks`].
     pub async fn complete_task(&self, id: &str, worker: &str, result: &TaskResult) -> Result<bool, StoreError> {
-        let json = serde_json::to_string(result).map_err(|e| corrupt("result", e))?;
+        Ok(self.complete_tasks(worker, &[(id, result)]).await?.pop().flatten().is_some())
+    }
+
+    /// Marks the tasks of a batch succeeded, in one transaction, and returns
+    /// each as it now stands (`None` where `worker` no longer held it: the
+    /// other attempt's outcome stands). In the same transaction each hold is
+    /// captured for the images made (hold × made / asked, exact because a
+    /// quote is per image × count) and the rest released.
+    ///
+    /// One transaction per batch rather than per task: on SQLite every
+    /// statement is a hand-off to the connection's thread, and the commit is
+    /// the costly part.
+    pub async fn complete_tasks(&self, worker: &str, done: &[(&str, &TaskResult)]) -> Result<Vec<Option<TaskView>>, StoreError> {
         let now = now_ms();
+        let mut out = Vec::with_capacity(done.len());
         let mut tx = self.write.begin().await?;
-        let row = sqlx::query(
-            "UPDATE tasks SET state = 'succeeded', result = $1, progress_step = progress_total, lease_owner = NULL, lease_expires_at = NULL, \
-             finished_at = $2, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running' RETURNING spec",
-        )
-        .bind(json)
-        .bind(now)
-        .bind(id)
-        .bind(worker)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(false) };
-        if let Some(hold) = self.hold_in(&mut tx, id).await? {
-            let spec: TaskSpec = serde_json::from_str(&row.try_get::<String, _>("spec")?).map_err(|e| corrupt("spec", e))?;
-            let asked = i128::from(spec.count.max(1));
-            let made = i128::from(result.images.len() as u32).min(asked);
-            // Integer and exact: the hold is per-image price × count.
-            let actual = i64::try_from(i128::from(hold) * made / asked).unwrap_or(hold);
-            self.capture_hold(&mut tx, id, actual).await?;
+        for (id, result) in done {
+            let json = serde_json::to_string(result).map_err(|e| corrupt("result", e))?;
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE tasks SET state = 'succeeded', result = $1, progress_step = progress_total, lease_owner = NULL, lease_expires_at = NULL, \
+                 finished_at = $2, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running' \
+                 RETURNING {TASK_COLUMNS}, (SELECT amount FROM credit_holds WHERE task_id = $3 AND state = 'held') AS held"
+            )))
+            .bind(json)
+            .bind(now)
+            .bind(*id)
+            .bind(worker)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                out.push(None);
+                continue;
+            };
+            let view = task_from(&row)?;
+            // The hold rides along with the update: one statement per task.
+            if let Some(hold) = row.try_get::<Option<i64>, _>("held")? {
+                let asked = i128::from(view.spec.count.max(1));
+                let made = i128::from(result.images.len() as u32).min(asked);
+                // Integer and exact: the hold is per-image price × count.
+                let actual = i64::try_from(i128::from(hold) * made / asked).unwrap_or(hold);
+                self.capture_hold(&mut tx, id, actual).await?;
+            }
+            out.push(Some(view));
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(out)
     }
 
     /// Records a failed attempt. Retryable failures go back to the queue

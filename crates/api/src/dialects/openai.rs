@@ -113,7 +113,7 @@ pub async fn create_image(
     if let Ok(v) = HeaderValue::from_str(&result.served_by) {
         resp.headers_mut().insert("x-imagegate-served-by", v);
     }
-    Ok(state.with_charge(&task.id, resp).await?)
+    Ok(state.with_charge(&caller, &task.id, resp).await?)
 }
 
 /// `GET /v1/models`: the catalog's models, with whether this deployment can serve each now.

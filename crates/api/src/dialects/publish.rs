@@ -103,7 +103,7 @@ pub async fn publish_task(State(state): State<AppState>, RawQuery(query): RawQue
         state.objects.put(&pointer_key(&caller, id), task.id.clone().into_bytes()).await?;
     }
     let body = render(&state, client_id.as_deref().unwrap_or(&task.id), &task).await?;
-    Ok(state.with_charge(&task.id, Json(body).into_response()).await?)
+    Ok(state.with_charge(&caller, &task.id, Json(body).into_response()).await?)
 }
 
 /// `GET /session/{taskID}`: the task by the caller's `taskID` (or ours).

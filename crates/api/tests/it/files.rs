@@ -18,7 +18,7 @@ async fn tampered_signatures_are_403() {
     assert_eq!(app.client.get(format!("{base}sig={flipped}")).send().await.unwrap().status(), 403);
     let longer = url.replace("exp=", "exp=9");
     assert_eq!(app.client.get(&longer).send().await.unwrap().status(), 403, "extending the expiry breaks the signature");
-    let other = url.replace("/0.png", "/1.png");
+    let other = url.replace("-0.png", "-1.png");
     assert_eq!(app.client.get(&other).send().await.unwrap().status(), 403);
     let bare = url.split_once('?').unwrap().0;
     assert_eq!(app.client.get(bare).send().await.unwrap().status(), 403);

@@ -103,3 +103,38 @@ async fn too_many_waiting_tasks_is_429() {
     // basic runs one at a time: one running, two waiting, then 429s.
     assert_eq!(statuses, vec![504, 504, 504, 429, 429]);
 }
+
+#[tokio::test]
+async fn a_full_queue_answers_503_and_admits_again_once_tasks_finish() {
+    let app = TestApp::spawn_with(TestAppOptions {
+        backends: vec![SyntheticBackend::with_delay(Duration::from_millis(300))],
+        api: ApiConfig { max_queued: 3, sync_wait_secs: 0.05, ..ApiConfig::default() },
+        queue: QueueConfig { workers: 4, batch_max: 1, poll_ms: 50, ..QueueConfig::default() },
+        ..Default::default()
+    })
+    .await;
+    let body = json!({"prompt": "x", "image_size": "512x1024"});
+    let post = || app.client.post(app.url("/v1/images/generations")).bearer_auth(&app.admin_key).json(&body).send();
+    for _ in 0..3 {
+        // Accepted, still running past the synchronous deadline.
+        assert_eq!(post().await.unwrap().status(), 504);
+    }
+    let full = post().await.unwrap();
+    assert_eq!(full.status(), 503);
+    assert!(full.headers().contains_key("retry-after"));
+    let err: serde_json::Value = full.json().await.unwrap();
+    assert!(err["error"]["message"].as_str().unwrap().contains("queue is full"), "{err}");
+
+    // The three finish; within one refresh of the cached count the queue admits again.
+    let t0 = Instant::now();
+    loop {
+        let counts = app.state.db.task_state_counts().await.unwrap();
+        if counts.iter().all(|(s, _)| s != "queued" && s != "running") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "tasks never finished: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(imagegate_api::depth::REFRESH + Duration::from_millis(20)).await;
+    assert_eq!(post().await.unwrap().status(), 504, "admitted (and again past the short deadline)");
+}

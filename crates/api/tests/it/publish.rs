@@ -135,7 +135,7 @@ async fn config_workflow_applies_its_model_loras_and_settings() {
     let resp: Value = app.post_json("/session/publish", &body).await.json().await.unwrap();
     assert_eq!(resp["code"], 200, "{resp}");
     let url = resp["data"][0]["url"].as_str().unwrap();
-    let task_id = url.split("/files/pix/").nth(1).unwrap().split('/').next().unwrap();
+    let task_id = url.split("/files/pix/").nth(1).unwrap().split('?').next().unwrap().rsplit_once('-').unwrap().0;
     let task = app.state.db.get_task(task_id).await.unwrap().unwrap();
     assert_eq!((task.spec.model.as_str(), task.spec.steps, task.spec.guidance), ("stable-diffusion-xl-1024-v1-0", 25, 6.5));
     assert_eq!(task.spec.loras.len(), 2);

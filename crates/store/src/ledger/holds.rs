@@ -131,12 +131,6 @@ impl Db {
         settle(conn, task_id, 0, HoldState::Released).await
     }
 
-    /// The amount of the task's hold if it is still held, read inside the caller's transaction.
-    pub(crate) async fn hold_in(&self, conn: &mut AnyConnection, task_id: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT amount FROM credit_holds WHERE task_id = $1 AND state = 'held'").bind(task_id).fetch_optional(conn).await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
-    }
-
     /// A task's hold, if it has one.
     pub async fn hold(&self, task_id: &str) -> Result<Option<Hold>, StoreError> {
         let row = sqlx::query("SELECT task_id, account_id, amount, captured, state FROM credit_holds WHERE task_id = $1")

@@ -63,6 +63,35 @@ async fn completion_needs_the_lease() {
 }
 
 #[tokio::test]
+async fn a_batch_completes_in_one_call_and_returns_each_task_as_it_stands() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(submit(db, &a.id, spec("m", 512), None).await.unwrap().task().id.clone());
+        }
+        let claimed = db.claim_tasks("w1", 2, 30_000).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        let result = |id: &str| TaskResult {
+            images: vec![StoredImage { key: format!("images/{id}-0.png"), width: 512, height: 512, seed: 1 }],
+            served_by: "test".into(),
+            ..Default::default()
+        };
+        let (r0, r1, r2) = (result(&ids[0]), result(&ids[1]), result(&ids[2]));
+        // The third was never claimed by w1: it is left alone, the others complete.
+        let views = db.complete_tasks("w1", &[(&ids[0], &r0), (&ids[2], &r2), (&ids[1], &r1)]).await.unwrap();
+        assert_eq!(views.len(), 3);
+        let v0 = views[0].as_ref().expect("held by w1");
+        assert_eq!((v0.id.as_str(), v0.state, v0.result.as_ref()), (ids[0].as_str(), TaskState::Succeeded, Some(&r0)));
+        assert!(views[1].is_none(), "not held by w1");
+        assert_eq!(views[2].as_ref().unwrap().result.as_ref(), Some(&r1));
+        assert_eq!(db.get_task(&ids[2]).await.unwrap().unwrap().state, TaskState::Queued);
+        assert_eq!(db.get_task(&ids[1]).await.unwrap().unwrap(), views[2].clone().unwrap(), "what it returns is what is stored");
+    }
+}
+
+#[tokio::test]
 async fn retryable_failures_requeue_until_attempts_run_out() {
     for s in ScratchDb::all().await {
         let db = &s.db;
