@@ -16,7 +16,20 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Calle
         .map(|v| v.trim())
         .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "missing API key: send `Authorization: Bearer <key>`"))?;
     let key = raw.strip_prefix("Bearer ").or_else(|| raw.strip_prefix("bearer ")).unwrap_or(raw).trim();
-    let caller = state.db.authenticate(key).await?.ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "invalid API key"))?;
+    resolve(state, key).await
+}
+
+/// The caller behind a presented key: from the short-lived cache, else the
+/// store (401 when neither knows it).
+async fn resolve(state: &AppState, key: &str) -> Result<Caller, AppError> {
+    let caller = match state.auth_cache.get(key, imagegate_store::now_ms()) {
+        Some(c) => c,
+        None => {
+            let c = state.db.authenticate(key).await?.ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "invalid API key"))?;
+            state.auth_cache.put(key, &c);
+            c
+        }
+    };
     tracing::Span::current().record("key_id", caller.key_id.as_str());
     Ok(caller)
 }
@@ -39,11 +52,7 @@ pub fn require_admin(caller: &Caller) -> Result<(), AppError> {
 /// BFL clients send `x-key: <key>` instead of `Authorization`; either works.
 pub async fn authenticate_x_key(state: &AppState, headers: &HeaderMap) -> Result<Caller, AppError> {
     match headers.get("x-key").and_then(|v| v.to_str().ok()).map(str::trim) {
-        Some(key) if !key.is_empty() => {
-            let caller = state.db.authenticate(key).await?.ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "invalid API key"))?;
-            tracing::Span::current().record("key_id", caller.key_id.as_str());
-            Ok(caller)
-        }
+        Some(key) if !key.is_empty() => resolve(state, key).await,
         _ => authenticate(state, headers).await,
     }
 }

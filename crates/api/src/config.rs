@@ -20,12 +20,16 @@ pub struct ApiConfig {
     /// Externally visible base URL (for signed `/files` links); defaults to
     /// `http://` + the listen address.
     pub public_url: Option<String>,
+    /// How long an authenticated key is trusted without a database read
+    /// (ms; 0: every request reads). Bounds how long a key revoked by
+    /// another process keeps working here.
+    pub auth_cache_ms: u64,
     /// Optional OpenAI-compatible chat channel for `prompt_enhancement`.
     pub prompt_enhancement: Option<crate::enhance::PromptEnhancementConfig>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), body_limit_bytes: 16 * 1024 * 1024, sync_wait_secs: 120.0, max_queued: 10_000, max_waiting_per_account: 100, remote_workers: false, public_url: None, prompt_enhancement: None }
+        Self { listen: "127.0.0.1:8080".into(), body_limit_bytes: 16 * 1024 * 1024, sync_wait_secs: 120.0, max_queued: 10_000, max_waiting_per_account: 100, remote_workers: false, public_url: None, auth_cache_ms: 1000, prompt_enhancement: None }
     }
 }

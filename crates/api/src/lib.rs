@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod admission;
 pub mod auth;
+pub mod auth_cache;
 pub mod body;
 pub mod config;
 pub mod depth;

@@ -6,6 +6,7 @@ use imagegate_core::{Catalog, PlanTable, PriceList, WorkflowSet};
 use imagegate_queue::Queue;
 use imagegate_store::{Db, Objects};
 
+use crate::auth_cache::AuthCache;
 use crate::config::ApiConfig;
 use crate::depth::QueueDepth;
 use crate::limits::RateLimits;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub workflows: Arc<WorkflowSet>,
     /// The prompt-enhancement chat channel, when configured.
     pub enhancer: Option<ChatEnhancer>,
+    /// Recently authenticated keys.
+    pub auth_cache: Arc<AuthCache>,
     /// Unfinished tasks, as admission counts them.
     pub depth: Arc<QueueDepth>,
 }
@@ -43,6 +46,7 @@ impl AppState {
     /// State over a queue (which already holds the db, objects and catalog).
     pub fn new(queue: Arc<Queue>, config: ApiConfig) -> Self {
         let enhancer = config.prompt_enhancement.clone().map(ChatEnhancer::new);
+        let auth_cache = Arc::new(AuthCache::new(std::time::Duration::from_millis(config.auth_cache_ms)));
         Self {
             db: queue.db.clone(),
             objects: queue.objects.clone(),
@@ -55,6 +59,7 @@ impl AppState {
             workflows: Arc::new(WorkflowSet::builtin()),
             enhancer,
             depth: Arc::default(),
+            auth_cache,
         }
     }
 

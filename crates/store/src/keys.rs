@@ -86,6 +86,8 @@ pub struct Caller {
     pub is_admin: bool,
     /// Models this key may use (`None`: all).
     pub allowed_models: Option<Vec<String>>,
+    /// When the key stops working (unix ms), if it expires.
+    pub key_expires_at: Option<i64>,
 }
 
 fn hash_key(raw: &str) -> String {
@@ -237,6 +239,7 @@ impl Db {
             plan: row.try_get("plan")?,
             is_admin: row.try_get::<i64, _>("is_admin")? != 0,
             allowed_models,
+            key_expires_at: expires_at,
         }))
     }
 

@@ -34,7 +34,18 @@ async fn keys_created_while_serving_work_and_revoked_keys_stop() {
     let id = listing.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_string();
     let revoke = imagegate().args(["keys", "revoke", &id, "--data-dir"]).arg(dir.path()).output().unwrap();
     assert!(revoke.status.success());
-    assert_eq!(generate(key.to_string()).await, 401);
+    // The server trusts a key it authenticated for `auth_cache_ms` (1 s by
+    // default); the revocation, made by another process, must take within that.
+    let revoked_at = std::time::Instant::now();
+    loop {
+        let status = generate(key.to_string()).await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(revoked_at.elapsed() < std::time::Duration::from_millis(1500), "a revoked key still works after the auth cache's lifetime");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[test]
