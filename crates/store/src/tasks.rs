@@ -220,13 +220,19 @@ impl Db {
              UPDATE tasks SET state = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3, error_code = NULL, error_message = NULL \
              WHERE state = 'queued' AND id IN (SELECT id FROM eligible WHERE batch_key = (SELECT batch_key FROM head) ORDER BY rank, created_at LIMIT $4) \
              RETURNING id, account_id, spec, attempts, created_at";
-        let mut tx = self.write.begin().await?;
-        if self.kind == DbKind::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(7305871)").execute(&mut *tx).await?;
-        }
         let now = now_ms();
-        let rows = sqlx::query(SQL).bind(worker).bind(now + lease_ms).bind(now).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
-        tx.commit().await?;
+        let claim = sqlx::query(SQL).bind(worker).bind(now + lease_ms).bind(now).bind(i64::from(limit));
+        let rows = if self.kind == DbKind::Postgres {
+            let mut tx = self.write.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(7305871)").execute(&mut *tx).await?;
+            let rows = claim.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows
+        } else {
+            // SQLite has one writer, and one statement is atomic on its own:
+            // no transaction round trips needed.
+            claim.fetch_all(&self.write).await?
+        };
         let mut claimed = rows
             .iter()
             .map(|row| {
