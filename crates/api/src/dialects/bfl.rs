@@ -21,8 +21,8 @@ use crate::dialects::shared::{is_dry_run, public_base, submit};
 use crate::state::AppState;
 
 /// BFL model names served as `POST /v1/{name}` (explicit routes; each
-/// resolves through the catalog).
-pub const BFL_MODELS: [&str; 5] = ["flux-pro-1.1", "flux-pro-1.1-ultra", "flux-kontext-pro", "flux-kontext-max", "flux-dev"];
+/// resolves through the catalog, which has an entry or alias for every one).
+pub const BFL_MODELS: [&str; 6] = ["flux-pro-1.1", "flux-pro-1.1-ultra", "flux-pro", "flux-kontext-pro", "flux-kontext-max", "flux-dev"];
 
 /// An error as `{"detail": message}`.
 #[derive(Debug)]
