@@ -21,6 +21,9 @@ pub struct ApiConfig {
     /// `http://` + the listen address.
     pub public_url: Option<String>,
     /// Optional OpenAI-compatible chat channel for `prompt_enhancement`.
+    /// Not part of `[server]`: the binary reads it from its own top-level
+    /// `[prompt_enhancement]` section.
+    #[serde(skip)]
     pub prompt_enhancement: Option<crate::enhance::PromptEnhancementConfig>,
 }
 
