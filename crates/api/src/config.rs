@@ -25,6 +25,9 @@ pub struct ApiConfig {
     /// another process keeps working here.
     pub auth_cache_ms: u64,
     /// Optional OpenAI-compatible chat channel for `prompt_enhancement`.
+    /// Not part of `[server]`: the binary reads it from its own top-level
+    /// `[prompt_enhancement]` section.
+    #[serde(skip)]
     pub prompt_enhancement: Option<crate::enhance::PromptEnhancementConfig>,
 }
 

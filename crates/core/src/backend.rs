@@ -86,6 +86,25 @@ impl CancelFlag {
     }
 }
 
+/// Which side of a generation a provider's moderation refused (BFL's
+/// `Request Moderated` and `Content Moderated`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModerationStage {
+    /// The request: its prompt or input image.
+    Request,
+    /// The generated content.
+    Content,
+}
+
+impl std::fmt::Display for ModerationStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Request => "request",
+            Self::Content => "content",
+        })
+    }
+}
+
 /// Why a backend could not produce a task's images.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BackendError {
@@ -120,6 +139,17 @@ pub enum BackendError {
         /// Whether a retry (here or on another channel) may succeed.
         retryable: bool,
     },
+    /// The provider's moderation refused the request or its result. Final:
+    /// the same task would be refused again.
+    #[error("{stage} moderated by {provider}: {message}")]
+    Moderated {
+        /// Provider or channel.
+        provider: String,
+        /// What was refused.
+        stage: ModerationStage,
+        /// What the provider said.
+        message: String,
+    },
     /// The task was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -140,6 +170,8 @@ impl BackendError {
             Self::MissingWeights { .. } | Self::Unavailable(_) => AppError::new(ErrorCode::Unavailable, self.to_string()),
             Self::Invalid { field, message } => AppError::invalid(field, message),
             Self::Upstream { .. } => AppError::new(ErrorCode::UpstreamError, self.to_string()),
+            Self::Moderated { stage: ModerationStage::Request, .. } => AppError::new(ErrorCode::RequestModerated, self.to_string()),
+            Self::Moderated { stage: ModerationStage::Content, .. } => AppError::new(ErrorCode::ContentModerated, self.to_string()),
             Self::Cancelled => AppError::new(ErrorCode::Conflict, "task was cancelled"),
             Self::Internal(_) => AppError::internal(self.to_string()),
         }

@@ -293,6 +293,16 @@ mod tests {
     }
 
     #[test]
+    fn every_bfl_model_name_is_an_asynchronous_bfl_entry_or_the_local_dev() {
+        let c = Catalog::builtin();
+        for name in ["flux-pro", "flux-pro-1.1", "flux-pro-1.1-ultra", "flux-kontext-pro", "flux-kontext-max"] {
+            let m = c.resolve(name).unwrap_or_else(|| panic!("{name} should resolve"));
+            assert_eq!((m.provider.as_deref(), m.family, m.asynchronous), (Some("bfl"), Family::Upstream, true), "{name}");
+        }
+        assert_eq!(c.resolve("flux-dev").unwrap().family, Family::FluxDev);
+    }
+
+    #[test]
     fn sdxl_sizes_are_the_fixed_list() {
         let c = Catalog::builtin();
         let sdxl = c.resolve("sdxl").unwrap();

@@ -30,6 +30,10 @@ pub enum ErrorCode {
     Timeout,
     /// An upstream provider failed in a way we pass on.
     UpstreamError,
+    /// A provider's moderation refused the request (the prompt or input image).
+    RequestModerated,
+    /// A provider's moderation refused what it generated.
+    ContentModerated,
     /// A bug or an infrastructure failure; details go to the log only.
     Internal,
 }
@@ -38,7 +42,9 @@ impl ErrorCode {
     /// The HTTP status this code is answered with.
     pub fn status(self) -> u16 {
         match self {
-            Self::InvalidRequest => 400,
+            // OpenAI-style clients know moderation refusals as 400s
+            // (`moderation_blocked`); a retry of the same request fails alike.
+            Self::InvalidRequest | Self::RequestModerated | Self::ContentModerated => 400,
             Self::Unauthorized => 401,
             Self::InsufficientCredits => 402,
             Self::Forbidden => 403,
@@ -67,6 +73,8 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
             Self::UpstreamError => "upstream_error",
+            Self::RequestModerated => "request_moderated",
+            Self::ContentModerated => "content_moderated",
             Self::Internal => "internal_error",
         }
     }
@@ -157,6 +165,15 @@ mod tests {
         assert_eq!(e.status(), 400);
         assert_eq!(e.field.as_deref(), Some("image_size"));
         assert!(e.message.contains("image_size") && e.message.contains("1024x1024"));
+    }
+
+    #[test]
+    fn codes_round_trip_through_their_stored_names() {
+        // Failed tasks store `as_str()` and are read back through serde.
+        for code in [ErrorCode::RequestModerated, ErrorCode::ContentModerated, ErrorCode::UpstreamError, ErrorCode::Unavailable] {
+            let back: ErrorCode = serde_json::from_value(serde_json::Value::String(code.as_str().into())).unwrap();
+            assert_eq!(back, code);
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod style;
 pub mod task;
 pub mod workflow;
 
-pub use backend::{Backend, BackendError, BackendRegistry, CancelFlag, GeneratedImage, Generation, Progress, ProgressSink};
+pub use backend::{Backend, BackendError, BackendRegistry, CancelFlag, GeneratedImage, Generation, ModerationStage, Progress, ProgressSink};
 pub use catalog::{Catalog, Family, ModelEntry};
 pub use error::{AppError, ErrorCode};
 pub use pricing::{Breakdown, Plan, PlanTable, PriceList, Quote, UnitPrice, quote};

@@ -1,5 +1,7 @@
 //! Task lifecycle states and the read model every dialect renders from.
 
+use crate::backend::ModerationStage;
+use crate::error::ErrorCode;
 use crate::spec::TaskSpec;
 
 /// Where a task is in its life. `Succeeded`, `Failed` and `Cancelled` are terminal.
@@ -111,5 +113,51 @@ impl TaskView {
         }
         let (done, total) = self.progress;
         if total == 0 { 0.0 } else { f64::from(done) / f64::from(total) }
+    }
+
+    /// What a provider's moderation refused, when that is why the task
+    /// failed (read from the stored error code, which only a backend's
+    /// [`BackendError::Moderated`](crate::BackendError::Moderated) writes).
+    pub fn moderation(&self) -> Option<ModerationStage> {
+        if self.state != TaskState::Failed {
+            return None;
+        }
+        match self.error.as_ref()?.0.as_str() {
+            c if c == ErrorCode::RequestModerated.as_str() => Some(ModerationStage::Request),
+            c if c == ErrorCode::ContentModerated.as_str() => Some(ModerationStage::Content),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BackendError, Size};
+
+    fn failed_with(e: &BackendError) -> TaskView {
+        let code = e.to_app_error().code.as_str().to_string();
+        TaskView {
+            id: "t".into(),
+            account_id: "a".into(),
+            state: TaskState::Failed,
+            spec: TaskSpec::simple("m", "p", Size::new(64, 64)),
+            progress: (0, 1),
+            result: None,
+            error: Some((code, e.to_string())),
+            attempts: 1,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn only_a_moderation_error_reads_as_moderated() {
+        let moderated = |stage| BackendError::Moderated { provider: "p".into(), stage, message: "flagged".into() };
+        assert_eq!(failed_with(&moderated(ModerationStage::Content)).moderation(), Some(ModerationStage::Content));
+        assert_eq!(failed_with(&moderated(ModerationStage::Request)).moderation(), Some(ModerationStage::Request));
+        let upstream = BackendError::Upstream { provider: "p".into(), message: "content policy".into(), retryable: false };
+        assert_eq!(failed_with(&upstream).moderation(), None);
+        assert!(!moderated(ModerationStage::Content).is_retryable());
     }
 }

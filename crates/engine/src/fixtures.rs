@@ -32,8 +32,8 @@ mod sdxl;
 pub use checkpoint::{write_checkpoint, write_sai_file};
 pub use flux::{FluxVariant, TinyFlux, write_tiny_flux, write_tiny_flux_lora};
 pub use lora::{LoraLayout, write_tiny_lora};
-pub use sd3::write_tiny_sd3;
-pub use sdxl::write_tiny_sdxl;
+pub use sd3::{TinySd3, write_tiny_sd3, write_tiny_sd3_with};
+pub use sdxl::{TinySdxl, write_tiny_sdxl, write_tiny_sdxl_with};
 
 /// Which SD generation the fixture imitates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +55,33 @@ pub struct TinySd {
     pub dtype: DType,
     /// Seed of the weights.
     pub seed: u64,
+    /// Narrower (8/16-channel) UNet with attention only at half the latent
+    /// resolution, and a thin 16x VAE ([`vae_channels`]): fast enough on a
+    /// CPU for the full sizes clients ask for (512 px and up), where the
+    /// default fixture costs seconds per step and per decode.
+    pub lean: bool,
 }
 
 impl Default for TinySd {
     fn default() -> Self {
-        Self { variant: TinySdVariant::Sd15, prediction_type: "epsilon", dtype: DType::F32, seed: 0 }
+        Self { variant: TinySdVariant::Sd15, prediction_type: "epsilon", dtype: DType::F32, seed: 0, lean: false }
     }
+}
+
+/// VAE block widths. Four levels (8x downscale) as in every released
+/// model; `lean` fixtures have five 4-channel levels (16x, and one ResNet
+/// per block, 4 GroupNorm groups): the latent, and with it every
+/// attention's token count, shrinks fourfold, and the full-resolution
+/// decoder layers, which dominate a CPU run at 1024 px, are as thin as a
+/// GroupNorm allows. The pipelines read the downscale from
+/// `vae/config.json`, so they run either unchanged.
+pub(crate) fn vae_channels(lean: bool) -> Vec<usize> {
+    if lean { vec![4; 5] } else { vec![16, 16, 32, 32] }
+}
+
+/// `down_block_types`/`up_block_types` for a VAE of `levels` blocks.
+pub(crate) fn vae_blocks(levels: usize) -> (Vec<&'static str>, Vec<&'static str>) {
+    (vec!["DownEncoderBlock2D"; levels], vec!["UpDecoderBlock2D"; levels])
 }
 
 /// Words the tiny vocabulary has merges for (anything else tokenises by byte).
@@ -111,18 +132,24 @@ pub fn write_tiny_sd(dir: &Path, opts: &TinySd) -> Result<()> {
         "projection_dim": hidden, "bos_token_id": vocab_len - 2, "eos_token_id": vocab_len - 1, "pad_token_id": 1,
     });
     write_json(&dir.join("text_encoder/config.json"), &clip)?;
+    let (channels, down, up, heads) = if opts.lean {
+        (json!([8, 16]), json!(["DownBlock2D", "CrossAttnDownBlock2D"]), json!(["CrossAttnUpBlock2D", "UpBlock2D"]), json!([1, 2]))
+    } else {
+        let heads = if sd21 { json!([2, 4]) } else { json!(2) };
+        (json!([32, 64]), json!(["CrossAttnDownBlock2D", "DownBlock2D"]), json!(["UpBlock2D", "CrossAttnUpBlock2D"]), heads)
+    };
     let unet = json!({
         "_class_name": "UNet2DConditionModel", "in_channels": 4, "out_channels": 4, "sample_size": 8,
-        "block_out_channels": [32, 64], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "layers_per_block": 1,
-        "attention_head_dim": if sd21 { json!([2, 4]) } else { json!(2) }, "cross_attention_dim": hidden,
+        "block_out_channels": channels, "down_block_types": down, "up_block_types": up, "layers_per_block": 1,
+        "attention_head_dim": heads, "cross_attention_dim": hidden,
         "norm_num_groups": 8, "norm_eps": 1e-5, "use_linear_projection": sd21, "flip_sin_to_cos": true, "freq_shift": 0,
     });
     write_json(&dir.join("unet/config.json"), &unet)?;
-    let (vae_down, vae_up) = (vec!["DownEncoderBlock2D"; 4], vec!["UpDecoderBlock2D"; 4]);
+    let vae_widths = vae_channels(opts.lean);
+    let (vae_down, vae_up) = vae_blocks(vae_widths.len());
     let vae = json!({
         "_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "latent_channels": 4,
-        "block_out_channels": [16, 16, 32, 32], "layers_per_block": 1, "norm_num_groups": 8,
+        "block_out_channels": vae_widths, "layers_per_block": if opts.lean { 0 } else { 1 }, "norm_num_groups": if opts.lean { 4 } else { 8 },
         "scaling_factor": 0.18215, "sample_size": 64,
         "down_block_types": vae_down, "up_block_types": vae_up,
     });

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use imagegate_api::ApiConfig;
-use imagegate_core::{Catalog, ModelEntry, PlanTable, PriceList};
+use imagegate_api::enhance::PromptEnhancementConfig;
+use imagegate_core::{Catalog, ModelEntry, PlanTable, PriceList, Workflow, WorkflowSet};
 use imagegate_queue::QueueConfig;
 use imagegate_upstream::UpstreamConfig;
 
@@ -27,6 +28,12 @@ pub struct Config {
     pub pricing: toml::Table,
     /// `[plans]`: overrides of the built-in plans.
     pub plans: toml::Table,
+    /// `[[workflows]]`: task-publishing workflows, added to the compiled-in
+    /// ones ("Image generation", …) or replacing one with the same title.
+    pub workflows: Vec<Workflow>,
+    /// `[prompt_enhancement]`: the OpenAI-compatible chat channel that
+    /// rewrites prompts; without it the built-in expansion is used.
+    pub prompt_enhancement: Option<PromptEnhancementConfig>,
 }
 
 /// `[storage]`.
@@ -110,6 +117,25 @@ impl Config {
         PlanTable::from_toml(&toml::to_string(&self.plans)?).map_err(|e| anyhow::anyhow!("[plans]: {e}"))
     }
 
+    /// The HTTP settings: `[server]` with `[prompt_enhancement]`.
+    pub fn api(&self) -> ApiConfig {
+        ApiConfig { prompt_enhancement: self.prompt_enhancement.clone(), ..self.server.clone() }
+    }
+
+    /// The task-publishing workflows: the compiled-in ones with
+    /// `[[workflows]]` on top. Every base model must be in `catalog`, so a
+    /// typo fails at startup rather than as a 404 on the first publish.
+    pub fn workflows(&self, catalog: &Catalog) -> anyhow::Result<WorkflowSet> {
+        let mut set = WorkflowSet::builtin();
+        for w in &self.workflows {
+            set.upsert(w.clone());
+        }
+        for w in set.all() {
+            catalog.require(&w.base_model).map_err(|e| anyhow::anyhow!("workflow `{}`: base_model: {}", w.title, e.message))?;
+        }
+        Ok(set)
+    }
+
     /// The catalog: the compiled-in one plus config entries and aliases.
     pub fn catalog(&self) -> anyhow::Result<Catalog> {
         let mut catalog = Catalog::builtin();
@@ -183,6 +209,79 @@ mod tests {
         assert_eq!(c.queue.workers, 7);
         assert_eq!(c.storage.objects(), "s3://bucket/p");
         assert_eq!(c.catalog().unwrap().resolve("my-xl").unwrap().id, "stable-diffusion-xl-1024-v1-0");
+    }
+
+    fn load_text(text: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path)).unwrap()
+    }
+
+    #[test]
+    fn defaults_ship_the_seed_workflow_and_no_chat_channel() {
+        let c = Config::load(None).unwrap();
+        let set = c.workflows(&c.catalog().unwrap()).unwrap();
+        let w = set.find("Image generation").unwrap();
+        assert_eq!((w.base_model.as_str(), w.steps), ("FLUX.1-dev", 20));
+        assert!(c.api().prompt_enhancement.is_none());
+    }
+
+    #[test]
+    fn workflows_and_prompt_enhancement_are_read_from_the_file() {
+        let c = load_text(
+            r#"
+            [[workflows]]
+            title = "Pixel portraits"
+            base_model = "sdxl"
+            loras = [{ name = "pixel-art-xl.safetensors", scale = 0.8 }]
+            sampler = "K_EULER_ANCESTRAL"
+            steps = 25
+            guidance = 6.5
+
+            [[workflows]]
+            title = "Image generation"
+            base_model = "FLUX.1-schnell"
+            steps = 4
+            guidance = 0.0
+
+            [prompt_enhancement]
+            base_url = "http://127.0.0.1:9/v1"
+            model = "rewriter-1"
+            key_env = "REWRITER_KEY"
+            "#,
+        );
+        let set = c.workflows(&c.catalog().unwrap()).unwrap();
+        let pixel = set.find("pixel portraits").unwrap();
+        assert_eq!((pixel.steps, pixel.loras.len(), pixel.loras[0].scale), (25, 1, 0.8));
+        assert_eq!(set.find("Image generation").unwrap().base_model, "FLUX.1-schnell", "a config workflow replaces the built-in one by title");
+        assert!(set.find("SDXL image generation").is_some(), "other built-in workflows stay");
+        let chat = c.api().prompt_enhancement.unwrap();
+        assert_eq!((chat.base_url.as_str(), chat.model.as_str(), chat.key_env.as_deref(), chat.timeout_secs), ("http://127.0.0.1:9/v1", "rewriter-1", Some("REWRITER_KEY"), 10.0));
+    }
+
+    #[test]
+    fn a_workflow_on_an_unknown_model_fails_naming_it() {
+        let c = load_text("[[workflows]]\ntitle = \"Broken\"\nbase_model = \"sdxxl\"\nsteps = 20\nguidance = 7.0\n");
+        let e = c.workflows(&c.catalog().unwrap()).unwrap_err().to_string();
+        assert!(e.contains("Broken") && e.contains("sdxxl"), "{e}");
+    }
+
+    #[test]
+    fn prompt_enhancement_belongs_at_the_top_level_only() {
+        let doc: toml::Table = toml::from_str("[server.prompt_enhancement]\nbase_url = \"x\"\nmodel = \"m\"").unwrap();
+        assert!(toml::Value::Table(doc).try_into::<Config>().is_err());
+    }
+
+    #[test]
+    fn the_readme_example_is_a_valid_config() {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("```toml\n[server]").expect("README has the config example") + "```toml\n".len();
+        let text = &readme[start..start + readme[start..].find("```").unwrap()];
+        let c = load_text(text);
+        let set = c.workflows(&c.catalog().unwrap()).unwrap();
+        assert_eq!(set.find("Pixel portraits").unwrap().max_images, 4);
+        assert_eq!(c.api().prompt_enhancement.unwrap().key_env.as_deref(), Some("OPENAI_API_KEY"));
     }
 
     #[test]

@@ -28,12 +28,14 @@ pub struct TestAppOptions {
     pub url_ttl: Duration,
     /// Task-publishing workflows (default: the compiled-in set).
     pub workflows: Option<WorkflowSet>,
+    /// Model catalog (default: the compiled-in one).
+    pub catalog: Option<Catalog>,
 }
 
 impl Default for TestAppOptions {
     fn default() -> Self {
         let queue = QueueConfig { poll_ms: 100, sweep_secs: 0.5, ..QueueConfig::default() };
-        Self { backends: vec![SyntheticBackend::instant()], api: ApiConfig::default(), queue, postgres: false, url_ttl: Duration::from_secs(3600), workflows: None }
+        Self { backends: vec![SyntheticBackend::instant()], api: ApiConfig::default(), queue, postgres: false, url_ttl: Duration::from_secs(3600), workflows: None, catalog: None }
     }
 }
 
@@ -74,7 +76,7 @@ impl TestApp {
         for b in opts.backends {
             backends.register(b);
         }
-        let queue = Queue::new(db, objects, backends, Arc::new(Catalog::builtin()), opts.queue);
+        let queue = Queue::new(db, objects, backends, Arc::new(opts.catalog.unwrap_or_else(Catalog::builtin)), opts.queue);
         let mut state = AppState::new(queue, opts.api);
         if let Some(w) = opts.workflows {
             state = state.with_workflows(w);

@@ -1,10 +1,13 @@
 //! imagegate-testkit: what tests (and load benchmarks) need to run imagegate
 //! for real: scratch databases on SQLite and PostgreSQL, a synthetic backend,
-//! and [`TestApp`] — the whole server on a random port.
+//! and [`TestApp`] — the whole server on a random port; with the `engine`
+//! feature, the real engine over tiny generated models (`tiny_engine`).
 
 pub mod app;
 pub mod scratch;
 pub mod synthetic;
+#[cfg(feature = "engine")]
+pub mod tiny_engine;
 
 pub use app::{TestApp, TestAppOptions};
 pub use scratch::ScratchDb;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use imagegate_core::backend::Job;
-use imagegate_core::{Backend, BackendError, CancelFlag, GeneratedImage, Generation, ImageFormat, ModelEntry, Progress, ProgressSink};
+use imagegate_core::{Backend, BackendError, CancelFlag, GeneratedImage, Generation, ImageFormat, ModelEntry, ModerationStage, Progress, ProgressSink};
 
 const PALETTE: [[u8; 3]; 8] = [[220, 40, 40], [40, 160, 60], [40, 80, 220], [230, 200, 40], [150, 60, 200], [240, 140, 30], [30, 190, 190], [90, 90, 90]];
 
@@ -21,6 +21,8 @@ pub struct SyntheticBackend {
     failures_left: AtomicU32,
     cache: Mutex<HashMap<(u32, u32, usize), Arc<Vec<u8>>>>,
     calls: AtomicU32,
+    /// Prompts containing this word are refused as a provider's moderation would.
+    refuse: Option<(String, ModerationStage)>,
 }
 
 impl SyntheticBackend {
@@ -37,6 +39,13 @@ impl SyntheticBackend {
     /// Fails the first `n` calls with a retryable error, then works.
     pub fn failing_first(n: u32) -> Arc<Self> {
         Arc::new(Self { failures_left: AtomicU32::new(n), ..Self::default() })
+    }
+
+    /// Refuses prompts that contain `word` (case-insensitively) with a
+    /// moderation error at `stage`, as an upstream channel does when its
+    /// provider's moderation refuses; other prompts work.
+    pub fn moderating(word: &str, stage: ModerationStage) -> Arc<Self> {
+        Arc::new(Self { refuse: Some((word.to_lowercase(), stage)), ..Self::default() })
     }
 
     /// How many tasks it was asked to generate.
@@ -79,6 +88,11 @@ impl Backend for SyntheticBackend {
             return Err(BackendError::Internal("synthetic failure".into()));
         }
         let spec = &job.spec;
+        if let Some((word, stage)) = &self.refuse
+            && spec.effective_prompt().to_lowercase().contains(word.as_str())
+        {
+            return Err(BackendError::Moderated { provider: "synthetic".into(), stage: *stage, message: format!("the prompt contains `{word}`") });
+        }
         let steps = spec.steps.max(1);
         for step in 1..=steps {
             if !self.delay.is_zero() {

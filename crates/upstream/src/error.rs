@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use imagegate_core::BackendError;
+use imagegate_core::{BackendError, ModerationStage};
 
 /// Why one call to one channel failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -140,7 +140,16 @@ impl UpstreamError {
         match self {
             Self::Cancelled => BackendError::Cancelled,
             Self::Invalid { field, message } => BackendError::Invalid { field, message },
-            e @ (Self::Rejected { .. } | Self::Moderated(_) | Self::JobFailed(_) | Self::AfterAccept { .. }) => {
+            // Final like the other refusals below; reported to clients as
+            // moderation (task status `Content Moderated`, BFL's words),
+            // also when the provider refused a job it had already accepted.
+            Self::Moderated(message) => BackendError::Moderated { provider, stage: moderation_stage(&message), message },
+            Self::AfterAccept { job, source } => match *source {
+                Self::Moderated(why) => BackendError::Moderated { provider, stage: moderation_stage(&why), message: format!("{why} (after the provider accepted job {job})") },
+                // Billed already: final, like the refusals below.
+                source => BackendError::Upstream { provider, message: Self::AfterAccept { job, source: Box::new(source) }.to_string(), retryable: false },
+            },
+            e @ (Self::Rejected { .. } | Self::JobFailed(_)) => {
                 // The provider may already have billed an accepted job; a queue
                 // retry would pay again, so these are final.
                 BackendError::Upstream { provider, message: e.to_string(), retryable: false }
@@ -148,6 +157,13 @@ impl UpstreamError {
             e => BackendError::Upstream { provider, message: e.to_string(), retryable: true },
         }
     }
+}
+
+/// Which side a refusal concerned. BFL says so in its status word
+/// (`Request Moderated` / `Content Moderated`); the other providers do not
+/// tell a refused prompt from a refused result, so they count as content.
+fn moderation_stage(why: &str) -> ModerationStage {
+    if why.trim_start().to_ascii_lowercase().starts_with("request moderated") { ModerationStage::Request } else { ModerationStage::Content }
 }
 
 #[cfg(test)]
@@ -165,6 +181,17 @@ mod tests {
         assert!(!accepted.fails_over());
         assert!(accepted.counts_against_channel());
         assert!(accepted.to_string().contains("job-1"));
+    }
+
+    #[test]
+    fn moderation_reaches_the_queue_as_moderation_with_bfls_stage() {
+        let e = UpstreamError::Moderated("Request Moderated".into()).into_backend_error("bfl-main");
+        assert!(matches!(&e, BackendError::Moderated { stage: ModerationStage::Request, provider, .. } if provider == "channel:bfl-main"), "{e:?}");
+        assert!(!e.is_retryable());
+        let e = UpstreamError::Moderated("CONTENT_FILTERED".into()).into_backend_error("stability");
+        assert!(matches!(e, BackendError::Moderated { stage: ModerationStage::Content, .. }));
+        let e = UpstreamError::Moderated("Content Moderated".into()).after_accept("job-7").into_backend_error("bfl");
+        assert!(matches!(&e, BackendError::Moderated { stage: ModerationStage::Content, message, .. } if message.contains("job-7")), "{e:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
-use imagegate_core::{AppError, TaskState};
+use imagegate_core::{AppError, ModerationStage, TaskState, TaskView};
 use serde_json::{Map, Value, json};
 
 use crate::admission::Admit;
@@ -21,8 +21,8 @@ use crate::dialects::shared::{is_dry_run, public_base, submit};
 use crate::state::AppState;
 
 /// BFL model names served as `POST /v1/{name}` (explicit routes; each
-/// resolves through the catalog).
-pub const BFL_MODELS: [&str; 5] = ["flux-pro-1.1", "flux-pro-1.1-ultra", "flux-kontext-pro", "flux-kontext-max", "flux-dev"];
+/// resolves through the catalog, which has an entry or alias for every one).
+pub const BFL_MODELS: [&str; 6] = ["flux-pro-1.1", "flux-pro-1.1-ultra", "flux-pro", "flux-kontext-pro", "flux-kontext-max", "flux-dev"];
 
 /// An error as `{"detail": message}`.
 #[derive(Debug)]
@@ -51,12 +51,15 @@ impl IntoResponse for BflError {
     }
 }
 
-/// BFL's status word for a state.
-pub fn bfl_status(state: TaskState) -> &'static str {
-    match state {
-        TaskState::Queued | TaskState::Running => "Pending",
-        TaskState::Succeeded => "Ready",
-        TaskState::Failed | TaskState::Cancelled => "Error",
+/// BFL's status word for a task; its two moderation words say which side
+/// a backend's moderation refused.
+pub fn bfl_status(task: &TaskView) -> &'static str {
+    match (task.moderation(), task.state) {
+        (Some(ModerationStage::Request), _) => "Request Moderated",
+        (Some(ModerationStage::Content), _) => "Content Moderated",
+        (None, TaskState::Queued | TaskState::Running) => "Pending",
+        (None, TaskState::Succeeded) => "Ready",
+        (None, TaskState::Failed | TaskState::Cancelled) => "Error",
     }
 }
 
@@ -96,7 +99,7 @@ pub struct ResultQuery {
 }
 
 /// `GET /v1/get_result?id=`: the task in BFL's shape.
-#[utoipa::path(get, path = "/v1/get_result", tag = "bfl", params(("id" = String, Query, description = "Task id")), security(("x-key" = []), ("bearer" = [])), responses((status = 200, description = "id, status (Pending, Ready, Error, …) and result.sample"), (status = 404, description = "Task not found")))]
+#[utoipa::path(get, path = "/v1/get_result", tag = "bfl", params(("id" = String, Query, description = "Task id")), security(("x-key" = []), ("bearer" = [])), responses((status = 200, description = "id, status (Pending, Ready, Error, Request Moderated, Content Moderated) and result.sample"), (status = 404, description = "Task not found")))]
 pub async fn get_result(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ResultQuery>) -> Result<Response, BflError> {
     let caller = authenticate_x_key(&state, &headers).await?;
     let Ok(task) = state.task_for(&caller, &q.id).await else {
@@ -106,5 +109,5 @@ pub async fn get_result(State(state): State<AppState>, headers: HeaderMap, Query
     let result = (task.state == TaskState::Succeeded).then(|| {
         json!({"sample": images.first().map(|i| &i.url), "prompt": task.spec.effective_prompt(), "seed": task.spec.seed, "samples": images.iter().map(|i| &i.url).collect::<Vec<_>>()})
     });
-    Ok(Json(json!({"id": task.id, "status": bfl_status(task.state), "result": result, "progress": task.progress_fraction()})).into_response())
+    Ok(Json(json!({"id": task.id, "status": bfl_status(&task), "result": result, "progress": task.progress_fraction()})).into_response())
 }

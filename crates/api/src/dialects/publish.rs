@@ -12,7 +12,6 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use imagegate_core::{AppError, TaskState, TaskView};
-use imagegate_store::Caller;
 use serde_json::{Value, json};
 
 use crate::admission::{Admit, task_failure};
@@ -62,10 +61,9 @@ impl IntoResponse for PublishError {
     }
 }
 
-/// The object holding which task a caller's `taskID` names. (The store has
-/// no lookup by idempotency key yet; see the branch report.)
-fn pointer_key(caller: &Caller, task_id: &str) -> String {
-    format!("_sessions/{}/{task_id}.task", caller.account_id)
+/// The idempotency key a caller's `taskID` is stored under (per account).
+fn idempotency_key(task_id: &str) -> String {
+    format!("publish:{task_id}")
 }
 
 async fn render(state: &AppState, client_id: &str, task: &TaskView) -> Result<Value, AppError> {
@@ -78,7 +76,7 @@ async fn render(state: &AppState, client_id: &str, task: &TaskView) -> Result<Va
         "code": 200,
         "msg": msg,
         "taskID": client_id,
-        "status": status_word(task.state),
+        "status": status_word(task),
         "data": images.iter().map(|i| json!({"url": i.url})).collect::<Vec<_>>(),
     }))
 }
@@ -97,11 +95,8 @@ pub async fn publish_task(State(state): State<AppState>, RawQuery(query): RawQue
     if is_dry_run(query.as_deref()) {
         return Ok(Json(quote_json(&state.quote(&spec)?)).into_response());
     }
-    let how = Admit { idempotency: client_id.as_ref().map(|id| (format!("publish:{id}"), body_hash(&value))) };
+    let how = Admit { idempotency: client_id.as_deref().map(|id| (idempotency_key(id), body_hash(&value))) };
     let task = run_to_end(&state, &caller, spec, how).await?;
-    if let Some(id) = &client_id {
-        state.objects.put(&pointer_key(&caller, id), task.id.clone().into_bytes()).await?;
-    }
     let body = render(&state, client_id.as_deref().unwrap_or(&task.id), &task).await?;
     Ok(state.with_charge(&caller, &task.id, Json(body).into_response()).await?)
 }
@@ -111,10 +106,10 @@ pub async fn publish_task(State(state): State<AppState>, RawQuery(query): RawQue
 pub async fn get_session(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, PublishError> {
     let caller = authenticate(&state, &headers).await?;
     validate_task_id(&id).map_err(|_| AppError::not_found(format!("task `{id}` not found")))?;
-    let ours = match state.objects.get(&pointer_key(&caller, &id)).await {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(_) => id.clone(),
-    };
+    // The caller's own taskID first (recorded with the task when it was
+    // admitted, so a publish still running or past its 504 is found too),
+    // then our task id.
+    let ours = state.db.task_id_for_key(&caller.account_id, &idempotency_key(&id)).await?.unwrap_or_else(|| id.clone());
     let task = state.task_for(&caller, &ours).await?;
     Ok(Json(render(&state, &id, &task).await?))
 }

@@ -1,6 +1,7 @@
 //! `GET /v1/tasks/{id}`: any task's state, progress and freshly signed image
 //! URLs. Statuses follow the unified-predictions dialect (`Pending`,
-//! `Running`, `Ready`, `Error`); `state` gives ours.
+//! `Running`, `Ready`, `Error`, and `Content Moderated` when a backend's
+//! moderation refused the task); `state` gives ours.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -13,9 +14,13 @@ use crate::auth::authenticate;
 use crate::dialects::openai::OpenAiError;
 use crate::state::AppState;
 
-/// The unified dialect's status word for a state.
-pub fn status_word(state: TaskState) -> &'static str {
-    match state {
+/// The unified dialect's status word for a task. The dialect has one word
+/// for moderation, whichever side was refused.
+pub fn status_word(task: &TaskView) -> &'static str {
+    if task.moderation().is_some() {
+        return "Content Moderated";
+    }
+    match task.state {
         TaskState::Queued => "Pending",
         TaskState::Running => "Running",
         TaskState::Succeeded => "Ready",
@@ -40,7 +45,7 @@ pub async fn task_json(state: &AppState, task: &TaskView) -> Result<Value, OpenA
         "id": task.id,
         "credits": credits,
         "taskId": task.id,
-        "status": status_word(task.state),
+        "status": status_word(task),
         "state": task.state.as_str(),
         "progress": task.progress_fraction(),
         "steps": {"done": task.progress.0, "total": task.progress.1},
@@ -55,7 +60,7 @@ pub async fn task_json(state: &AppState, task: &TaskView) -> Result<Value, OpenA
 }
 
 /// `GET /v1/tasks/{id}`.
-#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "Task id")), security(("bearer" = [])), responses((status = 200, description = "Status (Pending, Running, Ready, Error), progress, result.sample and image URLs"), (status = 404, description = "No such task for this account")))]
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "Task id")), security(("bearer" = [])), responses((status = 200, description = "Status (Pending, Running, Ready, Error, Content Moderated), progress, result.sample and image URLs"), (status = 404, description = "No such task for this account")))]
 pub async fn get_task(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, OpenAiError> {
     let caller = authenticate(&state, &headers).await?;
     let task = state.task_for(&caller, &id).await?;

@@ -64,3 +64,18 @@ async fn bfl_validation_names_the_flat_field() {
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["field"], "aspect_ratio");
 }
+
+#[tokio::test]
+async fn every_bfl_model_route_resolves_to_a_catalog_model_with_a_price() {
+    let app = TestApp::spawn().await;
+    for (route, credits) in [("flux-pro-1.1", 29.0), ("flux-pro-1.1-ultra", 43.5), ("flux-pro", 36.0), ("flux-kontext-pro", 29.0), ("flux-kontext-max", 58.0)] {
+        let resp = app.client.post(app.url(&format!("/v1/{route}?dry_run=true"))).header("x-key", &app.admin_key).json(&json!({"prompt": "x"})).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{route}");
+        let quote: Value = resp.json().await.unwrap();
+        assert_eq!(quote["credits"], credits, "{route}: {quote}");
+    }
+    // flux-dev is the local FLUX.1-dev, priced per megapixel-step.
+    let resp = app.client.post(app.url("/v1/flux-dev?dry_run=true")).header("x-key", &app.admin_key).json(&json!({"prompt": "x", "width": 1024, "height": 1024})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["credits"], 11.0);
+}

@@ -34,6 +34,7 @@ async fn openapi_document_lists_every_route_and_matches_the_snapshot() {
         "/v1/get_result",
         "/v1/flux-pro-1.1",
         "/v1/flux-pro-1.1-ultra",
+        "/v1/flux-pro",
         "/v1/flux-kontext-pro",
         "/v1/flux-kontext-max",
         "/v1/flux-dev",

@@ -95,6 +95,51 @@ async fn family_rules_are_400_naming_the_input_field() {
 }
 
 #[tokio::test]
+async fn every_input_rule_is_a_400_naming_the_field() {
+    let app = TestApp::spawn().await;
+    for (path, input, field) in [
+        ("FLUX.1-schnell", json!({"prompt": "x", "n": 0}), "input.n"),
+        ("FLUX.1-schnell", json!({"prompt": "x", "n": 11}), "input.n"),
+        ("FLUX.1-schnell", json!({"prompt": "x", "steps": 0}), "input.steps"),
+        ("FLUX.1-schnell", json!({"prompt": "x", "steps": 51}), "input.steps"),
+        ("FLUX.1-schnell", json!({"prompt": "x", "guidance": 36}), "input.guidance"),
+        ("FLUX.1-schnell", json!({"prompt": "x", "size": "1000x1000"}), "input.size"),
+        ("FLUX.1-schnell", json!({"prompt": "x", "size": "big"}), "input.size"),
+        ("FLUX.1-schnell", json!({"prompt": "x", "aspect_ratio": "wide"}), "input.aspect_ratio"),
+        ("FLUX.1-schnell", json!({"prompt": "x", "response_format": "xml"}), "input.response_format"),
+        ("FLUX.1-schnell", json!({"prompt": "x", "output_format": "gif"}), "input.output_format"),
+        ("FLUX.1-schnell", json!({"prompt": "x".repeat(4001)}), "input.prompt"),
+        ("google/imagen-4.0-generate-001", json!({"prompt": "x", "numberOfImages": 0}), "input.numberOfImages"),
+        ("google/imagen-4.0-generate-001", json!({"prompt": "x", "aspectRatio": "2:1"}), "input.aspectRatio"),
+        ("doubao/doubao-seedream-4-0-250828", json!({"prompt": "x", "size": "8K"}), "input.size"),
+        ("bfl/flux-kontext-max", json!({"prompt": "x", "aspect_ratio": "22:9"}), "input.aspect_ratio"),
+    ] {
+        let resp = app.post_json(&format!("/v1/models/{path}/predictions"), &json!({ "input": input })).await;
+        assert_eq!(resp.status(), 400, "{path} {input}");
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["param"], field, "{path} {input}: {err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains(field), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_naming_what_is_wrong() {
+    let app = TestApp::spawn().await;
+    for (body, named) in [
+        (json!({"prompt": "x"}), "input"),
+        (json!({"input": {}}), "prompt"),
+        (json!({"input": {"prompt": 7}}), "input.prompt"),
+        (json!({"input": {"prompt": "x", "seed": -1}}), "input.seed"),
+        (json!({"input": {"prompt": "x", "n": "two"}}), "input.n"),
+    ] {
+        let resp = app.post_json("/v1/models/FLUX.1-schnell/predictions", &body).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let err: Value = resp.json().await.unwrap();
+        assert!(err["error"]["message"].as_str().unwrap().contains(named), "{body}: {err}");
+    }
+}
+
+#[tokio::test]
 async fn unknown_model_path_returns_404() {
     let app = TestApp::spawn().await;
     for path in ["/v1/models/acme/nope/predictions", "/v1/models/openai/gpt-image-1/other"] {

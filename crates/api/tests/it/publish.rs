@@ -79,6 +79,40 @@ async fn session_query_returns_the_same_shape_with_status() {
 }
 
 #[tokio::test]
+async fn session_query_finds_a_publish_still_running_after_its_504() {
+    // The taskID is recorded with the task at admission, so a client whose
+    // synchronous wait timed out can follow the task by its own id.
+    let api = imagegate_api::ApiConfig { sync_wait_secs: 0.2, ..Default::default() };
+    let backend = SyntheticBackend::with_delay(std::time::Duration::from_millis(1500));
+    let app = TestApp::spawn_with(TestAppOptions { backends: vec![backend], api, ..Default::default() }).await;
+    let resp = app.post_json("/session/publish", &seed_000_body()).await;
+    assert_eq!(resp.status(), 504);
+    let got: Value = app.get("/session/nextGPU20250531145458888").await.json().await.unwrap();
+    assert_eq!(got["taskID"], "nextGPU20250531145458888");
+    assert!(["Pending", "Running"].contains(&got["status"].as_str().unwrap()), "{got}");
+    let mut last = got;
+    for _ in 0..100 {
+        if last["status"] == "Ready" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        last = app.get("/session/nextGPU20250531145458888").await.json().await.unwrap();
+    }
+    assert_eq!(last["status"], "Ready", "{last}");
+    assert_eq!(last["data"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_task_id_is_private_to_the_account_that_used_it() {
+    let app = TestApp::spawn().await;
+    app.post_json("/session/publish", &seed_000_body()).await;
+    let other = app.state.db.create_account("other", "free", false).await.unwrap();
+    let key = app.state.db.create_key(&other.id, "k").await.unwrap();
+    let resp = app.client.get(app.url("/session/nextGPU20250531145458888")).bearer_auth(key.secret.expose()).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
 async fn bad_image_paths_and_parameters_are_400_naming_the_field() {
     let app = TestApp::spawn().await;
     for (patch, field) in [
@@ -89,6 +123,16 @@ async fn bad_image_paths_and_parameters_are_400_naming_the_field() {
         (json!({"imageCount": 11}), "imageCount"),
         (json!({"data": {"parameters": {"promptText": "x", "imageRatio": "5:4"}}}), "data.parameters.imageRatio"),
         (json!({"data": {"parameters": {"imageRatio": "1:1"}}}), "data.parameters.promptText"),
+        (json!({"imagePath": ""}), "imagePath"),
+        (json!({"imageCount": 0}), "imageCount"),
+        (json!({"imageCount": -1}), "imageCount"),
+        (json!({"taskID": "has space"}), "taskID"),
+        (json!({"taskID": "x".repeat(101)}), "taskID"),
+        (json!({"title": 5}), "title"),
+        (json!({"data": {"parameters": {"promptText": 5}}}), "data.parameters.promptText"),
+        (json!({"data": {"parameters": {"promptText": "x", "style": "noir"}}}), "data.parameters.style"),
+        (json!({"data": {"parameters": {"promptText": "x", "seed": -3}}}), "data.parameters.seed"),
+        (json!({"data": {"parameters": {"promptText": "x".repeat(4001)}}}), "data.parameters.promptText"),
     ] {
         let mut body = seed_000_body();
         body["taskID"] = json!(format!("t{}", field.len()));

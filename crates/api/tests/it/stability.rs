@@ -99,6 +99,25 @@ async fn every_documented_rule_is_a_400_naming_the_field() {
     assert_bad_request(&app, sd16, json!({"text_prompts": [{"text": "x".repeat(2001)}]}), "text_prompts[0].text").await;
     assert_bad_request(&app, sd16, json!({"text_prompts": []}), "text_prompts").await;
     assert_bad_request(&app, sd16, json!({"text_prompts": "a cat"}), "text_prompts").await;
+    assert_bad_request(&app, sd16, json!({"text_prompts": [{"weight": 1}]}), "text").await;
+    assert_bad_request(&app, sd16, json!({"text_prompts": [{"text": "a cat", "weight": "heavy"}]}), "weight").await;
+    assert_bad_request(&app, sd16, json!({"cfg_scale": -1}), "cfg_scale").await;
+    assert_bad_request(&app, sd16, json!({"samples": 0}), "samples").await;
+    assert_bad_request(&app, sd16, json!({"seed": -1}), "seed").await;
+    assert_bad_request(&app, sd16, json!({"width": 1600}), "width").await;
+    assert_bad_request(&app, beta, json!({"width": 960, "height": 512}), "width").await;
+    assert_bad_request(&app, beta, json!({"width": 64}), "width").await;
+    assert_bad_request(&app, sdxl, json!({"width": 512, "height": 512}), "width").await;
+}
+
+#[tokio::test]
+async fn a_body_without_text_prompts_is_a_400_naming_it() {
+    let app = TestApp::spawn().await;
+    let resp = app.post_json(SD16, &json!({"width": 512, "height": 512})).await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["name"], "bad_request");
+    assert!(err["message"].as_str().unwrap().contains("text_prompts"), "{err}");
 }
 
 #[tokio::test]

@@ -107,11 +107,12 @@ impl FluxPipeline {
         if req.sampler != Sampler::FlowEuler {
             return Err(EngineError::invalid("sampler", format!("FLUX samples with FLOW_EULER only, not {}", req.sampler)));
         }
-        // 8× VAE downscale, then 2×2 patches.
-        if !req.width.is_multiple_of(16) || !req.height.is_multiple_of(16) || req.width == 0 || req.height == 0 {
-            return Err(EngineError::invalid("size", "width and height must be positive multiples of 16 for FLUX"));
+        // The VAE's downscale (8×), then 2×2 patches.
+        let f = self.vae.downscale();
+        if !req.width.is_multiple_of(2 * f) || !req.height.is_multiple_of(2 * f) || req.width == 0 || req.height == 0 {
+            return Err(EngineError::invalid("size", format!("width and height must be positive multiples of {} for FLUX", 2 * f)));
         }
-        let (h, w) = (req.height / 8, req.width / 8);
+        let (h, w) = (req.height / f, req.width / f);
         let context = encode_prompt(self, &req.items)?;
         let mut sigmas = schedule(&self.shift, req.steps, (h / 2) * (w / 2));
         let seeds: Vec<u64> = req.items.iter().map(|i| i.seed).collect();

@@ -37,11 +37,12 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let objects = wiring::open_objects(&config, &db, &base).await?;
     let catalog = wiring::catalog_with_local_models(&config)?;
     let choice = BackendChoice { synthetic: args.synthetic_backend, synthetic_delay: Duration::from_millis(args.synthetic_delay_ms) };
+    let workflows = config.workflows(&catalog)?;
     let registry = wiring::backends(&config, &catalog, choice)?;
     let served = registry.served_models(catalog.models()).len();
     let queue = wiring::queue(&config, db, objects, catalog, registry);
-    tracing::info!(listen = %bound, public_url = %base, workers = config.queue.workers, models_served = served, "imagegate is listening");
-    let state = AppState::new(queue, config.server.clone()).with_billing(config.prices()?, config.plans()?);
+    tracing::info!(listen = %bound, public_url = %base, workers = config.queue.workers, models_served = served, workflows = workflows.all().len(), "imagegate is listening");
+    let state = AppState::new(queue, config.api()).with_billing(config.prices()?, config.plans()?).with_workflows(workflows);
     imagegate_api::server::serve(listener, state, super::shutdown_signal()).await?;
     Ok(())
 }

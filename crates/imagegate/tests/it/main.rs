@@ -1,6 +1,8 @@
 //! Tests that drive the `imagegate` binary as a child process.
 
 mod cli;
+mod config;
+mod conformance;
 mod crash;
 mod crash_ledger;
 mod server;

@@ -159,6 +159,23 @@ async fn idempotency_keys_return_the_same_task_or_conflict() {
 }
 
 #[tokio::test]
+async fn an_idempotency_key_finds_its_task_for_its_account_only() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let b = db.create_account("b", "free", false).await.unwrap();
+        assert_eq!(db.task_id_for_key(&a.id, "publish:job-1").await.unwrap(), None);
+        let t = submit(db, &a.id, spec("m", 512), Some(("publish:job-1", "h1"))).await.unwrap();
+        let _other = submit(db, &b.id, spec("m", 512), Some(("publish:job-2", "h1"))).await.unwrap();
+        assert_eq!(db.task_id_for_key(&a.id, "publish:job-1").await.unwrap().as_deref(), Some(t.task().id.as_str()));
+        assert_eq!(db.task_id_for_key(&b.id, "publish:job-1").await.unwrap(), None, "keys are per account");
+        assert_eq!(db.task_id_for_key(&a.id, "publish:job-2").await.unwrap(), None, "another account's key");
+        db.mark_purged(&t.task().id).await.unwrap();
+        assert_eq!(db.task_id_for_key(&a.id, "publish:job-1").await.unwrap(), None, "purging drops the record");
+    }
+}
+
+#[tokio::test]
 async fn purged_tasks_lose_results() {
     for s in ScratchDb::all().await {
         let db = &s.db;

@@ -48,6 +48,15 @@ impl FluxVae {
         }
     }
 
+    /// How many times the autoencoder halves each side (8 in every released
+    /// FLUX; read from its config like every other size).
+    pub fn downscale(&self) -> usize {
+        match self {
+            Self::Diffusers(.., f) => f.downscale(),
+            Self::Bfl(.., cfg) => 1 << cfg.ch_mult.len().saturating_sub(1),
+        }
+    }
+
     /// Latents `[1, C, h, w]` as the transformer sees them → image `[1, 3, H, W]` in `[-1, 1]`.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
         Ok(match self {

@@ -1,7 +1,7 @@
 //! BFL: submit, poll `polling_url`, download `result.sample`; nothing is
 //! resubmitted elsewhere once BFL accepted the job.
 
-use imagegate_core::{BackendError, ImageFormat};
+use imagegate_core::{BackendError, ImageFormat, ModerationStage};
 use serde_json::json;
 
 use crate::doubles::bfl;
@@ -53,7 +53,7 @@ async fn a_failed_job_is_final_even_with_another_channel() {
     let err = generate(&b, spec("flux-kontext-pro", "please explode", 1024, 1024)).await.unwrap_err();
     assert!(matches!(&err, BackendError::Upstream { retryable: false, message, .. } if message.contains("job-1")), "{err:?}");
     let err = generate(&b, spec("flux-kontext-pro", "moderate me", 1024, 1024)).await.unwrap_err();
-    assert!(matches!(&err, BackendError::Upstream { retryable: false, message, .. } if message.contains("Moderated")), "{err:?}");
+    assert!(matches!(&err, BackendError::Moderated { stage: ModerationStage::Request, message, .. } if message.contains("Request Moderated")), "{err:?}");
     assert!(other.log.all().is_empty(), "accepted jobs are never resubmitted elsewhere");
 }
 

@@ -31,7 +31,7 @@ async fn a_failed_inspection_is_final_moderation() {
     let d = dashscope::start("ds-key").await;
     let b = backend(&config(&[channel("ds", "dashscope", &format!("{}/api/v1", d.base), "ds-key")]));
     let err = generate(&b, spec("Qwen-Image", "please inspect", 1328, 1328)).await.unwrap_err();
-    assert!(matches!(&err, BackendError::Upstream { retryable: false, message, .. } if message.contains("DataInspectionFailed")), "{err:?}");
+    assert!(matches!(&err, BackendError::Moderated { message, .. } if message.contains("DataInspectionFailed")), "{err:?}");
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Imagen on the Gemini API: `models/{model}:predict` with `x-goog-api-key`.
 
-use imagegate_core::BackendError;
+use imagegate_core::{BackendError, ModerationStage};
 use serde_json::json;
 
 use crate::doubles::google;
@@ -30,7 +30,7 @@ async fn an_explicit_aspect_ratio_wins_and_filtered_results_are_moderation() {
     let g = generate(&b, with_extras(spec("imagen-3.0-generate-002", "a cat", 1024, 1024), json!({"aspectRatio": "9:16"}))).await.unwrap();
     assert_eq!((g.images[0].width, g.images[0].height), (36, 64));
     let err = generate(&b, spec("imagen-3.0-generate-002", "forbidden", 1024, 1024)).await.unwrap_err();
-    assert!(matches!(&err, BackendError::Upstream { retryable: false, message, .. } if message.contains("moderated")), "{err:?}");
+    assert!(matches!(&err, BackendError::Moderated { stage: ModerationStage::Content, .. }), "{err:?}");
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Ideogram 3.0: the seed's `rendering_speed` and `2x1` aspect ratio reach the form.
 
-use imagegate_core::BackendError;
+use imagegate_core::{BackendError, ModerationStage};
 use serde_json::json;
 
 use crate::doubles::ideogram;
@@ -38,5 +38,5 @@ async fn unsafe_images_are_moderation() {
     let d = ideogram::start("k").await;
     let b = backend(&config(&[channel("ideo", "ideogram", &d.base, "k")]));
     let err = generate(&b, spec("V3", "unsafe", 1024, 1024)).await.unwrap_err();
-    assert!(matches!(err, BackendError::Upstream { retryable: false, .. }));
+    assert!(matches!(err, BackendError::Moderated { stage: ModerationStage::Content, .. }), "{err:?}");
 }

@@ -56,7 +56,7 @@ async fn moderation_is_final_and_never_failed_over() {
     a_cfg.push_str("priority = 10\n");
     let b = backend(&config(&[a_cfg, channel("b", "openai", &format!("{}/v1", bdouble.base), "kb")]));
     let err = generate(&b, spec("gpt-image-1", "something forbidden", 1024, 1024)).await.unwrap_err();
-    assert!(matches!(&err, BackendError::Upstream { retryable: false, message, .. } if message.contains("moderated")), "{err:?}");
+    assert!(matches!(&err, BackendError::Moderated { message, .. } if message.contains("safety system")), "{err:?}");
     assert!(bdouble.log.all().is_empty(), "no failover after a moderation refusal");
 }
 

@@ -1,6 +1,6 @@
 //! Stability: SD 3.5 through v2beta (multipart) and SDXL through v1 (JSON).
 
-use imagegate_core::BackendError;
+use imagegate_core::{BackendError, ModerationStage};
 use serde_json::json;
 
 use crate::doubles::stability;
@@ -54,7 +54,7 @@ async fn content_filtered_is_moderation() {
     let d = stability::start("st-key").await;
     let b = backend(&config(&[channel("st", "stability", &d.base, "st-key")]));
     let err = generate(&b, spec("stable-diffusion-3-5-large", "forbidden", 1024, 1024)).await.unwrap_err();
-    assert!(matches!(&err, BackendError::Upstream { retryable: false, message, .. } if message.contains("CONTENT_FILTERED")), "{err:?}");
+    assert!(matches!(&err, BackendError::Moderated { stage: ModerationStage::Content, message, .. } if message.contains("CONTENT_FILTERED")), "{err:?}");
 }
 
 #[tokio::test]
