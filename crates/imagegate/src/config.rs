@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use imagegate_api::ApiConfig;
-use imagegate_core::{Catalog, ModelEntry, PlanTable, PriceList};
+use imagegate_core::{Catalog, ModelEntry, PlanTable, PriceList, RoutingPolicy};
 use imagegate_queue::QueueConfig;
 use imagegate_upstream::UpstreamConfig;
 
@@ -75,11 +75,16 @@ pub struct ModelsConfig {
     pub aliases: std::collections::BTreeMap<String, String>,
     /// Engine memory budget for loaded pipelines, in MiB.
     pub memory_budget_mib: u64,
+    /// Local versus upstream when a model has both (`[models.routing]`):
+    /// `default = "local-first" | "upstream-first" | "spill"`, optional
+    /// `deadline_secs` for spill (default `server.sync_wait_secs`), and
+    /// per-model overrides in `models = { "FLUX.1-dev" = "spill" }`.
+    pub routing: RoutingPolicy,
 }
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("./models"), default_model: None, catalog: Vec::new(), aliases: Default::default(), memory_budget_mib: 16 * 1024 }
+        Self { dir: PathBuf::from("./models"), default_model: None, catalog: Vec::new(), aliases: Default::default(), memory_budget_mib: 16 * 1024, routing: RoutingPolicy::default() }
     }
 }
 
@@ -123,6 +128,7 @@ impl Config {
             catalog.require(d).map_err(|e| anyhow::anyhow!("models.default_model: {}", e.message))?;
             catalog.set_default_model(d);
         }
+        self.models.routing.validate(&catalog).map_err(anyhow::Error::msg)?;
         Ok(catalog)
     }
 }
@@ -183,6 +189,21 @@ mod tests {
         assert_eq!(c.queue.workers, 7);
         assert_eq!(c.storage.objects(), "s3://bucket/p");
         assert_eq!(c.catalog().unwrap().resolve("my-xl").unwrap().id, "stable-diffusion-xl-1024-v1-0");
+    }
+
+    #[test]
+    fn routing_policy_comes_from_models_routing_and_unknown_models_are_named() {
+        let doc: toml::Table = toml::from_str("[models.routing]\ndefault = \"spill\"\ndeadline_secs = 45\nmodels = { \"flux-dev\" = \"upstream-first\" }\n").unwrap();
+        let mut base = toml::Table::try_from(Config::default()).unwrap();
+        merge(&mut base, doc);
+        let c: Config = toml::Value::Table(base).try_into().unwrap();
+        assert_eq!(c.models.routing.default, imagegate_core::Routing::Spill);
+        assert_eq!(c.models.routing.deadline(std::time::Duration::from_secs(120)).as_secs(), 45);
+        c.catalog().unwrap();
+        let mut bad = c.clone();
+        bad.models.routing.models.insert("no-such-model".into(), imagegate_core::Routing::Spill);
+        let err = bad.catalog().unwrap_err().to_string();
+        assert!(err.contains("models.routing.models") && err.contains("no-such-model"), "{err}");
     }
 
     #[test]
