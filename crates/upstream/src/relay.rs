@@ -88,6 +88,11 @@ impl UpstreamBackend {
         self.channels.iter().map(|c| c.name.as_str()).collect()
     }
 
+    /// The enabled channel called `name`.
+    pub(crate) fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
     /// Whether any channel is configured.
     pub fn is_empty(&self) -> bool {
         self.channels.is_empty()
