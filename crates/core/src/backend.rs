@@ -1,12 +1,15 @@
 //! The [`Backend`] trait: anything that turns a [`TaskSpec`] into encoded
 //! images — the local candle engine, an upstream channel, a test double —
-//! and the [`BackendRegistry`] that picks one per model.
+//! and the [`BackendRegistry`] that picks one per model under the
+//! local/upstream [`RoutingPolicy`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::catalog::ModelEntry;
 use crate::error::{AppError, ErrorCode};
+use crate::routing::{LoadStats, Locality, RoutingPolicy, prefer_upstream};
 use crate::spec::{ImageFormat, TaskSpec};
 
 /// One encoded image a backend produced.
@@ -194,6 +197,18 @@ pub trait Backend: Send + Sync + 'static {
         1
     }
 
+    /// Whether it runs here or relays to a provider (the routing policy
+    /// chooses between the two kinds).
+    fn locality(&self) -> Locality {
+        Locality::Local
+    }
+
+    /// How many batches it works on at once; the engine's one thread runs
+    /// one. Used to estimate a local backend's queue wait.
+    fn parallelism(&self) -> usize {
+        1
+    }
+
     /// Generates one task's images.
     async fn generate(&self, job: &Job, progress: &ProgressSink, cancel: &CancelFlag) -> Result<Generation, BackendError>;
 
@@ -208,36 +223,89 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-/// The backends a process has, in preference order.
+/// A backend the registry picked, with the load counters the queue updates.
+#[derive(Clone)]
+pub struct Picked {
+    /// The backend.
+    pub backend: Arc<dyn Backend>,
+    /// Its in-flight count and measured task time.
+    pub load: Arc<LoadStats>,
+}
+
+/// The backends a process has, in registration order within each kind
+/// (local, upstream), and the policy that orders the two kinds per model.
 #[derive(Clone, Default)]
 pub struct BackendRegistry {
-    backends: Vec<Arc<dyn Backend>>,
+    backends: Vec<Picked>,
+    policy: RoutingPolicy,
+    deadline: Option<Duration>,
 }
 
 impl BackendRegistry {
-    /// An empty registry.
+    /// An empty registry with the default policy (local first).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds a backend after those already registered (lower preference).
+    /// Adds a backend after those already registered (lower preference within its kind).
     pub fn register(&mut self, backend: Arc<dyn Backend>) {
-        self.backends.push(backend);
+        self.backends.push(Picked { backend, load: Arc::default() });
     }
 
-    /// The first backend that serves `model`, or every backend's reason why not.
+    /// Sets the local/upstream policy; `spill` measures tasks against the
+    /// policy's `deadline_secs` from submission, or `sync_wait` (the
+    /// server's synchronous wait limit) when it has none.
+    pub fn set_policy(&mut self, policy: RoutingPolicy, sync_wait: Duration) {
+        self.deadline = Some(policy.deadline(sync_wait));
+        self.policy = policy;
+    }
+
+    /// The policy in effect.
+    pub fn policy(&self) -> &RoutingPolicy {
+        &self.policy
+    }
+
+    /// The backend a new task for `model` would go to, or every backend's
+    /// reason why none can. Without a task at hand `spill` counts as local-first.
     pub fn pick(&self, model: &ModelEntry) -> Result<Arc<dyn Backend>, String> {
+        self.pick_with(model, None).map(|p| p.backend)
+    }
+
+    /// The backend for a claimed task that was submitted `waited` ago:
+    /// serving backends ordered by the model's policy, `spill` comparing the
+    /// first local backend's expected finish with the task's time left.
+    pub fn pick_for(&self, model: &ModelEntry, waited: Duration) -> Result<Picked, String> {
+        self.pick_with(model, Some(waited))
+    }
+
+    fn pick_with(&self, model: &ModelEntry, waited: Option<Duration>) -> Result<Picked, String> {
         let mut reasons = Vec::new();
-        for b in &self.backends {
-            match b.serves(model) {
-                Ok(()) => return Ok(b.clone()),
-                Err(why) => reasons.push(format!("{}: {why}", b.name())),
+        let mut local = None;
+        let mut upstream = None;
+        for p in &self.backends {
+            match p.backend.serves(model) {
+                Ok(()) => {
+                    let slot = if p.backend.locality() == Locality::Local { &mut local } else { &mut upstream };
+                    slot.get_or_insert(p);
+                }
+                Err(why) => reasons.push(format!("{}: {why}", p.backend.name())),
             }
         }
-        if reasons.is_empty() {
-            reasons.push("no backend is configured".to_string());
-        }
-        Err(format!("no backend can serve model `{}` here ({})", model.id, reasons.join("; ")))
+        let chosen = match (local, upstream) {
+            (Some(l), Some(u)) => {
+                let finish = l.load.expected_finish(l.backend.parallelism());
+                let remaining = waited.zip(self.deadline).map(|(w, d)| d.saturating_sub(w));
+                if prefer_upstream(self.policy.routing_for(model), finish, remaining) { u } else { l }
+            }
+            (Some(only), None) | (None, Some(only)) => only,
+            (None, None) => {
+                if reasons.is_empty() {
+                    reasons.push("no backend is configured".to_string());
+                }
+                return Err(format!("no backend can serve model `{}` here ({})", model.id, reasons.join("; ")));
+            }
+        };
+        Ok(chosen.clone())
     }
 
     /// Whether any backend is registered.
@@ -253,6 +321,93 @@ impl BackendRegistry {
 
 impl std::fmt::Debug for BackendRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.backends.iter().map(|b| b.name())).finish()
+        f.debug_list().entries(self.backends.iter().map(|p| p.backend.name())).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::routing::Routing;
+
+    struct Fake {
+        name: &'static str,
+        locality: Locality,
+        serves: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for Fake {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn serves(&self, _model: &ModelEntry) -> Result<(), String> {
+            if self.serves { Ok(()) } else { Err("not installed".into()) }
+        }
+        fn locality(&self) -> Locality {
+            self.locality
+        }
+        async fn generate(&self, _job: &Job, _progress: &ProgressSink, _cancel: &CancelFlag) -> Result<Generation, BackendError> {
+            Err(BackendError::Internal("not used".into()))
+        }
+    }
+
+    fn registry(local_serves: bool, upstream_serves: bool, default: Routing) -> BackendRegistry {
+        let mut r = BackendRegistry::new();
+        // upstream registered first on purpose: the policy, not the order, decides between kinds
+        r.register(Arc::new(Fake { name: "upstream", locality: Locality::Upstream, serves: upstream_serves }));
+        r.register(Arc::new(Fake { name: "engine", locality: Locality::Local, serves: local_serves }));
+        r.set_policy(RoutingPolicy { default, ..RoutingPolicy::default() }, Duration::from_secs(60));
+        r
+    }
+
+    fn model() -> ModelEntry {
+        Catalog::builtin().resolve("FLUX.1-dev").unwrap().clone()
+    }
+
+    fn picked(r: &BackendRegistry, waited_secs: u64) -> String {
+        r.pick_for(&model(), Duration::from_secs(waited_secs)).unwrap().backend.name().to_string()
+    }
+
+    #[test]
+    fn local_first_and_upstream_first_choose_the_kind_when_both_serve() {
+        assert_eq!(picked(&registry(true, true, Routing::LocalFirst), 0), "engine");
+        assert_eq!(picked(&registry(true, true, Routing::UpstreamFirst), 0), "upstream");
+    }
+
+    #[test]
+    fn either_kind_alone_serves_whatever_the_policy() {
+        assert_eq!(picked(&registry(false, true, Routing::LocalFirst), 0), "upstream");
+        assert_eq!(picked(&registry(true, false, Routing::UpstreamFirst), 0), "engine");
+        let err = registry(false, false, Routing::Spill).pick(&model()).err().unwrap();
+        assert!(err.contains("engine: not installed") && err.contains("upstream: not installed"), "{err}");
+    }
+
+    #[test]
+    fn spill_goes_upstream_once_the_local_queue_would_miss_the_deadline() {
+        let r = registry(true, true, Routing::Spill);
+        let local = r.pick_for(&model(), Duration::ZERO).unwrap();
+        assert_eq!(local.backend.name(), "engine", "no measurement yet: local");
+        local.load.record(1, Duration::from_secs(10));
+        // 5 in flight: 5 × 10 s ahead + 10 s own run = 60 s, just within a 60 s deadline
+        let _busy = local.load.begin(5);
+        assert_eq!(picked(&r, 0), "engine");
+        // the same load for a task that already waited 1 s in the queue misses it
+        assert_eq!(picked(&r, 1), "upstream");
+        let _more = local.load.begin(1);
+        assert_eq!(picked(&r, 0), "upstream");
+        // pick() without a task never spills
+        assert_eq!(r.pick(&model()).unwrap().name(), "engine");
+    }
+
+    #[test]
+    fn per_model_overrides_beat_the_default() {
+        let mut r = registry(true, true, Routing::LocalFirst);
+        let policy = RoutingPolicy { models: [("flux-dev".to_string(), Routing::UpstreamFirst)].into(), ..RoutingPolicy::default() };
+        r.set_policy(policy, Duration::from_secs(60));
+        assert_eq!(picked(&r, 0), "upstream");
+        let sdxl = Catalog::builtin().resolve("sdxl").unwrap().clone();
+        assert_eq!(r.pick(&sdxl).unwrap().name(), "engine");
     }
 }

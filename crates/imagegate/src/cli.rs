@@ -211,4 +211,20 @@ pub enum ModelsCommand {
 pub enum ChannelsCommand {
     /// List configured channels with their breaker state.
     List,
+    /// Make a test call through one channel: the provider's free endpoint
+    /// (model list, balance) where it has one, else one 1-image generation,
+    /// which the provider bills and so needs --yes.
+    Test {
+        /// Channel name (`[[upstream.channels]] name`).
+        name: String,
+        /// Allow the billed 1-image request.
+        #[arg(long)]
+        yes: bool,
+        /// Generate one image even where a free endpoint exists (needs --yes).
+        #[arg(long)]
+        generate: bool,
+        /// Model for the generation (default: the channel's first).
+        #[arg(long)]
+        model: Option<String>,
+    },
 }

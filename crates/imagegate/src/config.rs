@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use imagegate_api::ApiConfig;
 use imagegate_api::enhance::PromptEnhancementConfig;
-use imagegate_core::{Catalog, ModelEntry, PlanTable, PriceList, Workflow, WorkflowSet};
+use imagegate_core::{Catalog, ModelEntry, PlanTable, PriceList, RoutingPolicy, Workflow, WorkflowSet};
 use imagegate_queue::QueueConfig;
 use imagegate_upstream::UpstreamConfig;
 
@@ -82,11 +82,16 @@ pub struct ModelsConfig {
     pub aliases: std::collections::BTreeMap<String, String>,
     /// Engine memory budget for loaded pipelines, in MiB.
     pub memory_budget_mib: u64,
+    /// Local versus upstream when a model has both (`[models.routing]`):
+    /// `default = "local-first" | "upstream-first" | "spill"`, optional
+    /// `deadline_secs` for spill (default `server.sync_wait_secs`), and
+    /// per-model overrides in `models = { "FLUX.1-dev" = "spill" }`.
+    pub routing: RoutingPolicy,
 }
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("./models"), default_model: None, catalog: Vec::new(), aliases: Default::default(), memory_budget_mib: 16 * 1024 }
+        Self { dir: PathBuf::from("./models"), default_model: None, catalog: Vec::new(), aliases: Default::default(), memory_budget_mib: 16 * 1024, routing: RoutingPolicy::default() }
     }
 }
 
@@ -149,6 +154,7 @@ impl Config {
             catalog.require(d).map_err(|e| anyhow::anyhow!("models.default_model: {}", e.message))?;
             catalog.set_default_model(d);
         }
+        self.models.routing.validate(&catalog).map_err(anyhow::Error::msg)?;
         Ok(catalog)
     }
 }
@@ -282,6 +288,21 @@ mod tests {
         let set = c.workflows(&c.catalog().unwrap()).unwrap();
         assert_eq!(set.find("Pixel portraits").unwrap().max_images, 4);
         assert_eq!(c.api().prompt_enhancement.unwrap().key_env.as_deref(), Some("OPENAI_API_KEY"));
+    }
+
+    #[test]
+    fn routing_policy_comes_from_models_routing_and_unknown_models_are_named() {
+        let doc: toml::Table = toml::from_str("[models.routing]\ndefault = \"spill\"\ndeadline_secs = 45\nmodels = { \"flux-dev\" = \"upstream-first\" }\n").unwrap();
+        let mut base = toml::Table::try_from(Config::default()).unwrap();
+        merge(&mut base, doc);
+        let c: Config = toml::Value::Table(base).try_into().unwrap();
+        assert_eq!(c.models.routing.default, imagegate_core::Routing::Spill);
+        assert_eq!(c.models.routing.deadline(std::time::Duration::from_secs(120)).as_secs(), 45);
+        c.catalog().unwrap();
+        let mut bad = c.clone();
+        bad.models.routing.models.insert("no-such-model".into(), imagegate_core::Routing::Spill);
+        let err = bad.catalog().unwrap_err().to_string();
+        assert!(err.contains("models.routing.models") && err.contains("no-such-model"), "{err}");
     }
 
     #[test]

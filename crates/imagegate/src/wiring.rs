@@ -96,7 +96,8 @@ pub struct BackendChoice {
     pub synthetic_delay: Duration,
 }
 
-/// Local engine first (local weights win), then upstream channels; or only
+/// The local engine and the upstream channels, ordered per model by
+/// `[models.routing]` (local first unless configured otherwise); or only
 /// the synthetic backend when asked for.
 pub fn backends(config: &Config, catalog: &Catalog, choice: BackendChoice) -> anyhow::Result<BackendRegistry> {
     let mut registry = BackendRegistry::new();
@@ -113,6 +114,7 @@ pub fn backends(config: &Config, catalog: &Catalog, choice: BackendChoice) -> an
     if !upstream.is_empty() {
         registry.register(Arc::new(upstream));
     }
+    registry.set_policy(config.models.routing.clone(), Duration::from_secs_f64(config.server.sync_wait_secs));
     Ok(registry)
 }
 

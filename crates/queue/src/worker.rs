@@ -142,10 +142,17 @@ impl Queue {
         let Some(entry) = self.catalog.resolve(model) else {
             return batch.iter().map(|_| Err(BackendError::Invalid { field: "model".into(), message: format!("model `{model}` is not in the catalog") })).collect();
         };
-        let backend = match self.backends.pick(entry) {
-            Ok(b) => b,
+        // The oldest task's wait decides for the batch: it is the one closest to its deadline.
+        let oldest = batch.iter().map(|t| t.created_at).min().unwrap_or_else(imagegate_store::now_ms);
+        let waited = std::time::Duration::from_millis((imagegate_store::now_ms() - oldest).max(0) as u64);
+        let picked = match self.backends.pick_for(entry, waited) {
+            Ok(p) => p,
             Err(why) => return batch.iter().map(|_| Err(BackendError::Unavailable(why.clone()))).collect(),
         };
+        let backend = picked.backend;
+        // in flight from hand-over (waiting for the engine thread counts) until the results are in
+        let _in_flight = picked.load.begin(batch.len());
+        let started = Instant::now();
         let jobs: Vec<Job> = batch.iter().map(|t| Job { task_id: t.id.clone(), spec: t.spec.clone() }).collect();
         let cancel = CancelFlag::new();
         let mut out = Vec::with_capacity(jobs.len());
@@ -156,6 +163,11 @@ impl Queue {
                 Ok(results) => out.extend(chunk.iter().map(|_| Err(BackendError::Internal(format!("backend returned {} results for {} tasks", results.len(), chunk.len()))))),
                 Err(_) => out.extend(chunk.iter().map(|_| Err(BackendError::Internal("backend panicked".into())))),
             }
+        }
+        // Only batches that produced images say how long work takes; quick
+        // failures (missing weights, refused requests) would drag the mean down.
+        if out.iter().any(Result::is_ok) {
+            picked.load.record(out.len(), started.elapsed());
         }
         out
     }

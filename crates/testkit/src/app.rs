@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imagegate_api::{ApiConfig, AppState};
-use imagegate_core::{Backend, BackendRegistry, Catalog, WorkflowSet};
+use imagegate_core::{Backend, BackendRegistry, Catalog, RoutingPolicy, WorkflowSet};
 use imagegate_queue::{Queue, QueueConfig};
 use imagegate_store::signing::UrlSigner;
 use imagegate_store::{Db, Objects};
@@ -30,12 +30,14 @@ pub struct TestAppOptions {
     pub workflows: Option<WorkflowSet>,
     /// Model catalog (default: the compiled-in one).
     pub catalog: Option<Catalog>,
+    /// Local/upstream routing (default: local first).
+    pub routing: RoutingPolicy,
 }
 
 impl Default for TestAppOptions {
     fn default() -> Self {
         let queue = QueueConfig { poll_ms: 100, sweep_secs: 0.5, ..QueueConfig::default() };
-        Self { backends: vec![SyntheticBackend::instant()], api: ApiConfig::default(), queue, postgres: false, url_ttl: Duration::from_secs(3600), workflows: None, catalog: None }
+        Self { backends: vec![SyntheticBackend::instant()], api: ApiConfig::default(), queue, postgres: false, url_ttl: Duration::from_secs(3600), workflows: None, catalog: None, routing: RoutingPolicy::default() }
     }
 }
 
@@ -76,6 +78,7 @@ impl TestApp {
         for b in opts.backends {
             backends.register(b);
         }
+        backends.set_policy(opts.routing.clone(), Duration::from_secs_f64(opts.api.sync_wait_secs));
         let queue = Queue::new(db, objects, backends, Arc::new(opts.catalog.unwrap_or_else(Catalog::builtin)), opts.queue);
         let mut state = AppState::new(queue, opts.api);
         if let Some(w) = opts.workflows {

@@ -1,9 +1,12 @@
 //! imagegate-testkit: what tests (and load benchmarks) need to run imagegate
 //! for real: scratch databases on SQLite and PostgreSQL, a synthetic backend,
-//! and [`TestApp`] — the whole server on a random port; with the `engine`
-//! feature, the real engine over tiny generated models (`tiny_engine`).
+//! [`TestApp`] — the whole server on a random port; with the `engine`
+//! feature, the real engine over tiny generated models (`tiny_engine`); with
+//! the `doubles` feature, local doubles of the upstream provider APIs.
 
 pub mod app;
+#[cfg(feature = "doubles")]
+pub mod doubles;
 pub mod scratch;
 pub mod synthetic;
 #[cfg(feature = "engine")]

@@ -130,6 +130,21 @@ impl Channel {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Endpoint root, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The channel's HTTP client (its timeout applies).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The channel's key, for the one place that sends it.
+    pub fn key(&self) -> Option<&ApiKey> {
+        self.key.as_ref()
+    }
+
     /// The provider's name for catalog model `id`, if this channel serves it.
     pub fn upstream_model(&self, id: &str) -> Option<&str> {
         self.models.get(&id.to_lowercase()).map(String::as_str)

@@ -18,6 +18,7 @@ pub mod error;
 mod http;
 mod images;
 pub mod picker;
+pub mod probe;
 pub mod providers;
 mod relay;
 
@@ -25,5 +26,6 @@ pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ApiKey, ChannelConfig, ConfigError, UpstreamConfig};
 pub use error::UpstreamError;
+pub use probe::{ProbeMode, ProbeReport};
 pub use providers::Provider;
 pub use relay::{ChannelStatus, UpstreamBackend};

@@ -88,6 +88,11 @@ impl UpstreamBackend {
         self.channels.iter().map(|c| c.name.as_str()).collect()
     }
 
+    /// The enabled channel called `name`.
+    pub(crate) fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
     /// Whether any channel is configured.
     pub fn is_empty(&self) -> bool {
         self.channels.is_empty()
@@ -128,6 +133,26 @@ impl UpstreamBackend {
 impl Backend for UpstreamBackend {
     fn name(&self) -> &str {
         "upstream"
+    }
+
+    fn locality(&self) -> imagegate_core::Locality {
+        imagegate_core::Locality::Upstream
+    }
+
+    fn max_batch(&self) -> usize {
+        // see generate_batch: a claimed batch costs no more than its slowest task
+        64
+    }
+
+    fn parallelism(&self) -> usize {
+        usize::MAX
+    }
+
+    /// Relay calls are independent provider requests: the tasks of a batch
+    /// run concurrently. (The default runs them one after another, so the
+    /// fourth task of a batch would wait for three provider round trips.)
+    async fn generate_batch(&self, jobs: &[Job], progress: &ProgressSink, cancel: &CancelFlag) -> Vec<Result<Generation, BackendError>> {
+        futures::future::join_all(jobs.iter().map(|job| self.generate(job, progress, cancel))).await
     }
 
     fn serves(&self, model: &ModelEntry) -> Result<(), String> {

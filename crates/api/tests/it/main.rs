@@ -13,6 +13,7 @@ mod openai;
 mod openapi;
 mod predictions;
 mod publish;
+mod relay;
 mod stability;
 mod tasks;
 mod usage;

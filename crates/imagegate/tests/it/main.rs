@@ -1,5 +1,6 @@
 //! Tests that drive the `imagegate` binary as a child process.
 
+mod channels;
 mod cli;
 mod config;
 mod conformance;

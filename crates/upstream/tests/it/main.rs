@@ -3,6 +3,8 @@
 //! circuit breaker, Retry-After, concurrency). Only 127.0.0.1 is contacted.
 
 mod contract;
-mod doubles;
 mod routing;
 mod support;
+
+// the provider doubles, shared with the API and binary tests
+use imagegate_testkit::doubles;

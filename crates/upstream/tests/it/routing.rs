@@ -223,3 +223,16 @@ async fn the_core_registry_picks_the_relay_for_models_it_serves() {
     let why = registry.pick(catalog.resolve("sdxl").unwrap()).err().unwrap();
     assert!(why.contains("no upstream channel serves"), "{why}");
 }
+
+#[tokio::test]
+async fn a_claimed_batch_is_relayed_concurrently() {
+    let a = scripted::start([]).await;
+    a.set_delay(Duration::from_millis(400));
+    let relay = backend(&cfg("", &[ch("a", &a.base, "")]));
+    let jobs: Vec<_> = (0..4).map(|i| imagegate_core::backend::Job { task_id: format!("t{i}"), spec: task() }).collect();
+    let started = std::time::Instant::now();
+    let results = relay.generate_batch(&jobs, &imagegate_core::backend::no_progress(), &imagegate_core::CancelFlag::new()).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(a.calls(), 4);
+    assert!(started.elapsed() < Duration::from_millis(1_200), "four 400 ms calls took {:?}: not concurrent", started.elapsed());
+}

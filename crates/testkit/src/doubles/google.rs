@@ -12,7 +12,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::reply;
-use crate::support::{Log, b64, png, serve};
+use super::support::{Log, b64, png, serve};
 
 #[derive(Clone)]
 struct St {
@@ -22,7 +22,9 @@ struct St {
 
 /// A running double.
 pub struct Double {
+    /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Every request it received.
     pub log: Log,
 }
 

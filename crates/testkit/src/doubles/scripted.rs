@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
-use crate::support::{b64, png, serve};
+use super::support::{b64, png, serve};
 
 /// One canned failure.
 #[derive(Debug, Clone)]
@@ -43,6 +43,7 @@ struct St {
 /// A running scripted double.
 #[derive(Clone)]
 pub struct Double {
+    /// `http://127.0.0.1:PORT`.
     pub base: String,
     st: St,
 }

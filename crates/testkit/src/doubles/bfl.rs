@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::{file, reply};
-use crate::support::{Log, serve};
+use super::support::{Log, serve};
 
 #[derive(Clone)]
 struct St {
@@ -31,7 +31,9 @@ type Job = (u32, String, u64, String);
 
 /// A running double.
 pub struct Double {
+    /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Every request it received.
     pub log: Log,
 }
 

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::{file, reply};
-use crate::support::{Log, parse_form, serve};
+use super::support::{Log, parse_form, serve};
 
 #[derive(Clone)]
 struct St {
@@ -23,7 +23,9 @@ struct St {
 
 /// A running double.
 pub struct Double {
+    /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Every request it received.
     pub log: Log,
 }
 

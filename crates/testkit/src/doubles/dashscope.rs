@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::{file, reply};
-use crate::support::{Log, serve};
+use super::support::{Log, serve};
 
 #[derive(Clone)]
 struct St {
@@ -32,7 +32,9 @@ type Task = (u32, String, u64);
 
 /// A running double.
 pub struct Double {
+    /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Every request it received.
     pub log: Log,
 }
 

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::{file, reply};
-use crate::support::{Log, serve};
+use super::support::{Log, serve};
 
 #[derive(Clone)]
 struct St {
@@ -24,7 +24,9 @@ struct St {
 
 /// A running double.
 pub struct Double {
+    /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Every request it received.
     pub log: Log,
 }
 

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::{file, reply};
-use crate::support::{Log, b64, png, serve};
+use super::support::{Log, b64, png, serve};
 
 const PARAMS: [&str; 13] = [
     "model", "prompt", "n", "size", "quality", "response_format", "output_format", "output_compression", "background", "moderation", "style", "user", "stream",
@@ -29,7 +29,9 @@ struct St {
 
 /// A running double.
 pub struct Double {
+    /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Every request it received.
     pub log: Log,
 }
 
@@ -56,7 +58,9 @@ async fn generations(State(st): State<St>, method: Method, uri: Uri, headers: He
         _ => &["256x256", "512x512", "1024x1024", "1536x1024", "1024x1536", "1792x1024", "1024x1792", "auto"],
     };
     let size = b.get("size").and_then(Value::as_str).unwrap_or("1024x1024");
-    if !sizes.contains(&size) {
+    // a gateway (urls) limits sizes only for OpenAI's own models; FLUX and the rest have their own rules
+    let openai_model = model.starts_with("gpt-image") || model.starts_with("dall-e");
+    if (!st.urls || openai_model) && !sizes.contains(&size) {
         return invalid(&format!("Invalid value: '{size}'. Supported values are: {}.", sizes.join(", ")), "size");
     }
     if model == "dall-e-3" && n != 1 {
@@ -91,7 +95,7 @@ async fn edits(State(st): State<St>, method: Method, uri: Uri, headers: HeaderMa
         return reply(401, json!({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}));
     }
     let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let Some(f) = ct.starts_with("multipart/form-data").then(|| crate::support::parse_form(ct, &body)).flatten() else {
+    let Some(f) = ct.starts_with("multipart/form-data").then(|| super::support::parse_form(ct, &body)).flatten() else {
         return invalid("Invalid Content-Type header, expected multipart/form-data.", "");
     };
     if !f.get("image").is_some_and(|i| i.contains("PNG") || i.contains("JFIF") || i.contains("WEBP")) {
@@ -108,6 +112,17 @@ async fn edits(State(st): State<St>, method: Method, uri: Uri, headers: HeaderMa
     ([("x-request-id", "req_edit")], axum::Json(json!({"created": 1_700_000_000, "data": data}))).into_response()
 }
 
+/// `GET /v1/models` as <https://platform.openai.com/docs/api-reference/models/list>
+/// documents it: free, bearer auth, `{"object": "list", "data": [...]}`.
+async fn models(State(st): State<St>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    st.log.push(&method, &uri, &headers, &[]);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {}", st.key)) {
+        return reply(401, json!({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}));
+    }
+    let data: Vec<Value> = ["gpt-image-1", "dall-e-3", "dall-e-2"].iter().map(|id| json!({"id": id, "object": "model", "created": 1_698_785_189, "owned_by": "system"})).collect();
+    reply(200, json!({"object": "list", "data": data}))
+}
+
 /// Starts an OpenAI double accepting `key`; `urls` makes it answer like a
 /// gateway that returns image URLs.
 pub async fn start(key: &str, urls: bool) -> Double {
@@ -115,6 +130,7 @@ pub async fn start(key: &str, urls: bool) -> Double {
     let router = Router::new()
         .route("/v1/images/generations", post(generations))
         .route("/v1/images/edits", post(edits))
+        .route("/v1/models", get(models))
         .route("/files/{name}", get(file))
         .with_state(st.clone());
     let base = serve(router).await;

@@ -1,0 +1,12 @@
+//! The upstream relay through imagegate's own HTTP API: a `TestApp` whose
+//! only backend is an `UpstreamBackend` with channels to the local provider
+//! doubles (`imagegate_testkit::doubles`). Seed 002's bodies for every
+//! family succeed end to end and our signed URL serves the double's image
+//! byte for byte; failover with a metered account charges exactly once;
+//! when every channel fails nothing is charged; `[models.routing]` chooses
+//! between a local backend and the channels.
+
+mod failover;
+mod harness;
+mod routing;
+mod seeds;
