@@ -22,6 +22,14 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+/// A running provider double.
+pub struct Double {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Every request it received.
+    pub log: support::Log,
+}
+
 /// A JSON answer with a status.
 pub fn reply(status: u16, body: serde_json::Value) -> Response {
     (StatusCode::from_u16(status).unwrap(), Json(body)).into_response()

@@ -1,3 +1,5 @@
+//! Signed `/files` URLs: tampered, re-pointed, unsigned or expired links get 403.
+
 use std::time::Duration;
 
 use imagegate_testkit::{TestApp, TestAppOptions};

@@ -1,3 +1,5 @@
+//! `/healthz` and `/readyz`.
+
 use imagegate_testkit::TestApp;
 
 #[tokio::test]

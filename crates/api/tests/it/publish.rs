@@ -1,19 +1,9 @@
 //! Task publishing: seed 000's body, idempotent `taskID`, `GET
 //! /session/{taskID}`, workflow and path validation.
 
+use imagegate_testkit::seeds::seed_000_body;
 use imagegate_testkit::{SyntheticBackend, TestApp, TestAppOptions};
 use serde_json::{Value, json};
-
-/// Seed 000's body as its curl example sends it.
-fn seed_000_body() -> Value {
-    json!({
-        "title": "Image generation",
-        "imageCount": 3,
-        "imagePath": "2025/05",
-        "taskID": "nextGPU20250531145458888",
-        "data": {"parameters": {"imageRatio": "16:9", "promptText": "A little boy running"}}
-    })
-}
 
 #[tokio::test]
 async fn seed_000_body_returns_three_urls_in_the_image_path() {

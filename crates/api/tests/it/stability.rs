@@ -3,22 +3,8 @@
 
 use base64::Engine as _;
 use imagegate_testkit::TestApp;
+use imagegate_testkit::seeds::{SEED_001_PATH as SD16, seed_001_body};
 use serde_json::{Value, json};
-
-/// Seed 001's body, exactly as its curl example sends it.
-fn seed_001_body() -> Value {
-    json!({
-        "cfg_scale": 7,
-        "height": 512,
-        "width": 512,
-        "sampler": "K_DPM_2_ANCESTRAL",
-        "samples": 1,
-        "steps": 30,
-        "text_prompts": [{"text": "A lighthouse on a cliff", "weight": 1}]
-    })
-}
-
-const SD16: &str = "/sd/v1/generation/stable-diffusion-v1-6/text-to-image";
 
 #[tokio::test]
 async fn seed_001_body_returns_base64_artifacts() {

@@ -1,3 +1,5 @@
+//! `GET /v1/tasks/{id}`: a task is visible to its own account (and admins) only.
+
 use imagegate_testkit::TestApp;
 use serde_json::{Value, json};
 

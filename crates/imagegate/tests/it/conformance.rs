@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
+use imagegate_testkit::seeds::{SEED_001_PATH as SD16, seed_000_body, seed_001_body, seed_003_body};
 use imagegate_testkit::{TestApp, TestAppOptions};
 use serde_json::{Value, json};
 
@@ -32,21 +33,6 @@ fn assert_png(bytes: &[u8], width: u32, height: u32) {
     assert!(img.pixels().any(|p| p != first), "the image is one flat colour");
 }
 
-/// Seed 001's Stability body, exactly as its curl example sends it.
-fn seed_001_body() -> Value {
-    json!({
-        "cfg_scale": 7,
-        "height": 512,
-        "width": 512,
-        "sampler": "K_DPM_2_ANCESTRAL",
-        "samples": 1,
-        "steps": 30,
-        "text_prompts": [{"text": "A lighthouse on a cliff", "weight": 1}]
-    })
-}
-
-const SD16: &str = "/sd/v1/generation/stable-diffusion-v1-6/text-to-image";
-
 #[tokio::test]
 async fn stability_seed_001_runs_on_the_engine_as_json_and_as_png() {
     let app = engine_app().await;
@@ -70,13 +56,7 @@ async fn stability_seed_001_runs_on_the_engine_as_json_and_as_png() {
 #[tokio::test]
 async fn siliconflow_seed_003_runs_flux_schnell_on_the_engine() {
     let app = engine_app().await;
-    let body = json!({
-        "model": "FLUX.1-schnell",
-        "prompt": "an island near sea, with seagulls, moon shining over the sea, light house, boats in the background, fish flying over the sea",
-        "image_size": "1024x1024",
-        "prompt_enhancement": true
-    });
-    let resp = app.post_json("/v1/images/generations", &body).await;
+    let resp = app.post_json("/v1/images/generations", &seed_003_body()).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-imagegate-served-by"], "engine");
     let body: Value = resp.json().await.unwrap();
@@ -101,17 +81,6 @@ async fn predictions_seed_002_stable_diffusion_3_5_runs_on_the_engine() {
     // The synchronous answer's task is readable through the task endpoint too.
     let task: Value = app.get(&format!("/v1/tasks/{}", body["id"].as_str().unwrap())).await.json().await.unwrap();
     assert_eq!((task["status"].as_str(), task["result"]["served_by"].as_str()), (Some("Ready"), Some("engine")));
-}
-
-/// Seed 000's body as its curl example sends it.
-fn seed_000_body() -> Value {
-    json!({
-        "title": "Image generation",
-        "imageCount": 3,
-        "imagePath": "2025/05",
-        "taskID": "nextGPU20250531145458888",
-        "data": {"parameters": {"imageRatio": "16:9", "promptText": "A little boy running"}}
-    })
 }
 
 #[tokio::test]

@@ -1,3 +1,6 @@
+//! API keys and accounts: authentication until revocation, unique names,
+//! per-key model limits and expiry.
+
 use imagegate_testkit::ScratchDb;
 
 #[tokio::test]

@@ -1,3 +1,6 @@
+//! The task queue on SQLite and PostgreSQL: claims, leases, completion,
+//! retries, idempotency and requeueing.
+
 use imagegate_core::task::{StoredImage, TaskResult};
 use imagegate_core::{Size, TaskSpec, TaskState};
 use imagegate_store::{Db, NewTask, StoreError, Submitted};

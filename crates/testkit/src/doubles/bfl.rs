@@ -15,8 +15,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{file, reply};
-use super::support::{Log, serve};
+use super::reply;
+use super::support::{Log, serve_with_files};
 
 #[derive(Clone)]
 struct St {
@@ -29,13 +29,7 @@ struct St {
 /// A submitted job: (polls so far, prompt, seed, output format).
 type Job = (u32, String, u64, String);
 
-/// A running double.
-pub struct Double {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// Every request it received.
-    pub log: Log,
-}
+pub use super::Double;
 
 fn unprocessable(field: &str, msg: &str) -> Response {
     reply(422, json!({"detail": [{"loc": ["body", field], "msg": msg, "type": "value_error"}]}))
@@ -117,10 +111,7 @@ pub async fn start(key: &str) -> Double {
     let st = St { log: Log::default(), key: key.to_string(), base: Default::default(), jobs: Default::default() };
     let router = Router::new()
         .route("/v1/get_result", get(get_result))
-        .route("/v1/{model}", post(submit))
-        .route("/files/{name}", get(file))
-        .with_state(st.clone());
-    let base = serve(router).await;
-    st.base.set(base.clone()).unwrap();
+        .route("/v1/{model}", post(submit));
+    let base = serve_with_files(router, st.clone(), &st.base).await;
     Double { base, log: st.log }
 }

@@ -16,8 +16,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{file, reply};
-use super::support::{Log, serve};
+use super::reply;
+use super::support::{Log, serve_with_files};
 
 #[derive(Clone)]
 struct St {
@@ -30,13 +30,7 @@ struct St {
 /// A submitted task: (polls so far, prompt, n).
 type Task = (u32, String, u64);
 
-/// A running double.
-pub struct Double {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// Every request it received.
-    pub log: Log,
-}
+pub use super::Double;
 
 fn invalid(message: &str) -> Response {
     reply(400, json!({"code": "InvalidParameter", "message": message, "request_id": "req-bad"}))
@@ -114,10 +108,7 @@ pub async fn start(key: &str) -> Double {
     let router = Router::new()
         .route("/api/v1/services/aigc/text2image/image-synthesis", post(synthesis))
         .route("/api/v1/services/aigc/multimodal-generation/generation", post(multimodal))
-        .route("/api/v1/tasks/{id}", get(task))
-        .route("/files/{name}", get(file))
-        .with_state(st.clone());
-    let base = serve(router).await;
-    st.base.set(base.clone()).unwrap();
+        .route("/api/v1/tasks/{id}", get(task));
+    let base = serve_with_files(router, st.clone(), &st.base).await;
     Double { base, log: st.log }
 }

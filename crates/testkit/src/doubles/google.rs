@@ -20,13 +20,7 @@ struct St {
     key: String,
 }
 
-/// A running double.
-pub struct Double {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// Every request it received.
-    pub log: Log,
-}
+pub use super::Double;
 
 fn invalid(message: &str) -> Response {
     reply(400, json!({"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}))

@@ -8,11 +8,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::{file, reply};
-use super::support::{Log, parse_form, serve};
+use super::reply;
+use super::support::{Log, parse_form, serve_with_files};
 
 #[derive(Clone)]
 struct St {
@@ -21,13 +21,7 @@ struct St {
     base: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
-/// A running double.
-pub struct Double {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// Every request it received.
-    pub log: Log,
-}
+pub use super::Double;
 
 const RATIOS: [&str; 15] = ["1x3", "3x1", "1x2", "2x1", "9x16", "16x9", "10x16", "16x10", "2x3", "3x2", "3x4", "4x3", "4x5", "5x4", "1x1"];
 
@@ -73,8 +67,7 @@ async fn generate(State(st): State<St>, method: Method, uri: Uri, headers: Heade
 /// Starts an Ideogram double accepting `key`.
 pub async fn start(key: &str) -> Double {
     let st = St { log: Log::default(), key: key.to_string(), base: Default::default() };
-    let router = Router::new().route("/v1/ideogram-v3/generate", post(generate)).route("/files/{name}", get(file)).with_state(st.clone());
-    let base = serve(router).await;
-    st.base.set(base.clone()).unwrap();
+    let router = Router::new().route("/v1/ideogram-v3/generate", post(generate));
+    let base = serve_with_files(router, st.clone(), &st.base).await;
     Double { base, log: st.log }
 }

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{file, reply};
-use super::support::{Log, b64, png, serve};
+use super::reply;
+use super::support::{Log, b64, png, serve_with_files};
 
 const PARAMS: [&str; 13] = [
     "model", "prompt", "n", "size", "quality", "response_format", "output_format", "output_compression", "background", "moderation", "style", "user", "stream",
@@ -27,13 +27,7 @@ struct St {
     base: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
-/// A running double.
-pub struct Double {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// Every request it received.
-    pub log: Log,
-}
+pub use super::Double;
 
 fn invalid(message: &str, param: &str) -> Response {
     reply(400, json!({"error": {"message": message, "type": "invalid_request_error", "param": param, "code": null}}))
@@ -130,10 +124,7 @@ pub async fn start(key: &str, urls: bool) -> Double {
     let router = Router::new()
         .route("/v1/images/generations", post(generations))
         .route("/v1/images/edits", post(edits))
-        .route("/v1/models", get(models))
-        .route("/files/{name}", get(file))
-        .with_state(st.clone());
-    let base = serve(router).await;
-    st.base.set(base.clone()).unwrap();
+        .route("/v1/models", get(models));
+    let base = serve_with_files(router, st.clone(), &st.base).await;
     Double { base, log: st.log }
 }

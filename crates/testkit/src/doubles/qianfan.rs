@@ -9,11 +9,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::{file, reply};
-use super::support::{Log, serve};
+use super::reply;
+use super::support::{Log, serve_with_files};
 
 #[derive(Clone)]
 struct St {
@@ -22,13 +22,7 @@ struct St {
     base: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
-/// A running double.
-pub struct Double {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// Every request it received.
-    pub log: Log,
-}
+pub use super::Double;
 
 fn invalid(message: &str) -> Response {
     reply(400, json!({"error": {"code": "invalid_argument", "message": message, "type": "invalid_request_error"}}))
@@ -79,10 +73,7 @@ pub async fn start(key: &str) -> Double {
     let st = St { log: Log::default(), key: key.to_string(), base: Default::default() };
     let router = Router::new()
         .route("/v2/images/generations", post(generations))
-        .route("/v2/images/edits", post(edits))
-        .route("/files/{name}", get(file))
-        .with_state(st.clone());
-    let base = serve(router).await;
-    st.base.set(base.clone()).unwrap();
+        .route("/v2/images/edits", post(edits));
+    let base = serve_with_files(router, st.clone(), &st.base).await;
     Double { base, log: st.log }
 }

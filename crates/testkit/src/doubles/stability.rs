@@ -21,13 +21,7 @@ struct St {
     key: String,
 }
 
-/// A running double.
-pub struct Double {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// Every request it received.
-    pub log: Log,
-}
+pub use super::Double;
 
 fn bad(errors: &str) -> Response {
     reply(400, json!({"id": "e1", "name": "bad_request", "errors": [errors]}))

@@ -80,6 +80,15 @@ pub async fn serve(router: Router) -> String {
     serve_on(router, 0).await
 }
 
+/// Serves `router` plus the result files route (`GET /files/{name}`, see
+/// [`super::file`]) on a random port, and records the base URL in `base`,
+/// which the double's handlers use to build the file URLs they answer with.
+pub async fn serve_with_files<S: Clone + Send + Sync + 'static>(router: Router<S>, state: S, base: &std::sync::OnceLock<String>) -> String {
+    let url = serve(router.route("/files/{name}", axum::routing::get(super::file)).with_state(state)).await;
+    base.set(url.clone()).expect("a double is served once");
+    url
+}
+
 /// Serves `router` on 127.0.0.1:`port` (0: any free port); returns its base URL.
 pub async fn serve_on(router: Router, port: u16) -> String {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();

@@ -8,11 +8,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::{file, reply};
-use super::support::{Log, b64, jpeg, serve};
+use super::reply;
+use super::support::{Log, b64, jpeg, serve_with_files};
 
 #[derive(Clone)]
 struct St {
@@ -21,13 +21,7 @@ struct St {
     base: std::sync::Arc<std::sync::OnceLock<String>>,
 }
 
-/// A running double.
-pub struct Double {
-    /// `http://127.0.0.1:PORT`.
-    pub base: String,
-    /// Every request it received.
-    pub log: Log,
-}
+pub use super::Double;
 
 fn invalid(param: &str, message: &str) -> Response {
     reply(400, json!({"error": {"code": "InvalidParameter", "message": message, "param": param, "type": "BadRequest"}}))
@@ -67,8 +61,7 @@ async fn generations(State(st): State<St>, method: Method, uri: Uri, headers: He
 /// Starts an Ark double accepting `key`.
 pub async fn start(key: &str) -> Double {
     let st = St { log: Log::default(), key: key.to_string(), base: Default::default() };
-    let router = Router::new().route("/api/v3/images/generations", post(generations)).route("/files/{name}", get(file)).with_state(st.clone());
-    let base = serve(router).await;
-    st.base.set(base.clone()).unwrap();
+    let router = Router::new().route("/api/v3/images/generations", post(generations));
+    let base = serve_with_files(router, st.clone(), &st.base).await;
     Double { base, log: st.log }
 }

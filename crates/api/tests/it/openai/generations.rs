@@ -1,18 +1,17 @@
+//! `POST /v1/images/generations`: seed 003's body end to end, the OpenAI
+//! fields, auth, and validation that names the field.
+
 use std::time::Duration;
 
 use imagegate_queue::QueueConfig;
 use imagegate_testkit::{SyntheticBackend, TestApp, TestAppOptions};
 use serde_json::{Value, json};
 
-/// Seed 003's SiliconFlow body, with a fixed seed.
+/// Seed 003's body with a `seed` added (the must-show sends one).
 fn seed_003_body() -> Value {
-    json!({
-        "model": "FLUX.1-schnell",
-        "prompt": "an island near sea, with seagulls, moon shining over the sea, light house, boats in the background, fish flying over the sea",
-        "image_size": "1024x1024",
-        "prompt_enhancement": true,
-        "seed": 4242
-    })
+    let mut body = imagegate_testkit::seeds::seed_003_body();
+    body["seed"] = json!(4242);
+    body
 }
 
 async fn check_seed_003_succeeds(app: &TestApp) {

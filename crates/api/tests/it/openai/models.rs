@@ -1,3 +1,5 @@
+//! `GET /v1/models` lists the catalog.
+
 use imagegate_testkit::TestApp;
 use serde_json::Value;
 
