@@ -34,9 +34,10 @@ impl AppState {
     }
 
     /// Adds `x-credits-charged` (credits captured for the task, `0.000` when
-    /// unmetered) to a synchronous response.
-    pub async fn with_charge(&self, caller: &Caller, task_id: &str, mut resp: axum::response::Response) -> Result<axum::response::Response, AppError> {
-        let charged = self.charged(caller, task_id).await?;
+    /// unmetered) and who drew it ([`served_by_headers`]) to a synchronous response.
+    pub async fn with_charge(&self, caller: &Caller, task: &TaskView, mut resp: axum::response::Response) -> Result<axum::response::Response, AppError> {
+        served_by_headers(task, &mut resp);
+        let charged = self.charged(caller, &task.id).await?;
         if let Ok(v) = http::HeaderValue::from_str(&imagegate_core::pricing::format_credits(charged)) {
             resp.headers_mut().insert("x-credits-charged", v);
         }
@@ -47,5 +48,19 @@ impl AppState {
     pub async fn image_base64(&self, key: &str) -> Result<String, AppError> {
         let bytes = self.objects.get(key).await?;
         Ok(base64::engine::general_purpose::STANDARD.encode(&bytes))
+    }
+}
+
+/// `x-imagegate-served-by` (the backend or channel that drew the task's
+/// images, `imagegate-demo` when the demo model stood in) and, when the task
+/// has one, `x-imagegate-note` (e.g. that the demo drew a smaller picture
+/// and it was resized), on every response that renders a finished task.
+pub fn served_by_headers(task: &TaskView, resp: &mut axum::response::Response) {
+    let Some(result) = &task.result else { return };
+    if let Ok(v) = http::HeaderValue::from_str(&result.served_by) {
+        resp.headers_mut().insert("x-imagegate-served-by", v);
+    }
+    if let Some(v) = result.note.as_deref().and_then(|n| http::HeaderValue::from_str(n).ok()) {
+        resp.headers_mut().insert("x-imagegate-note", v);
     }
 }

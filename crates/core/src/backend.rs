@@ -239,6 +239,8 @@ pub struct BackendRegistry {
     backends: Vec<Picked>,
     policy: RoutingPolicy,
     deadline: Option<Duration>,
+    /// Serves a model only when no other backend can (`serve --demo`).
+    fallback: Option<Picked>,
 }
 
 impl BackendRegistry {
@@ -250,6 +252,12 @@ impl BackendRegistry {
     /// Adds a backend after those already registered (lower preference within its kind).
     pub fn register(&mut self, backend: Arc<dyn Backend>) {
         self.backends.push(Picked { backend, load: Arc::default() });
+    }
+
+    /// Sets the backend that serves a model no registered backend can serve
+    /// (the demo model standing in under `serve --demo`).
+    pub fn set_fallback(&mut self, backend: Arc<dyn Backend>) {
+        self.fallback = Some(Picked { backend, load: Arc::default() });
     }
 
     /// Sets the local/upstream policy; `spill` measures tasks against the
@@ -298,12 +306,15 @@ impl BackendRegistry {
                 if prefer_upstream(self.policy.routing_for(model), finish, remaining) { u } else { l }
             }
             (Some(only), None) | (None, Some(only)) => only,
-            (None, None) => {
-                if reasons.is_empty() {
-                    reasons.push("no backend is configured".to_string());
+            (None, None) => match self.fallback.as_ref().filter(|f| f.backend.serves(model).is_ok()) {
+                Some(fallback) => fallback,
+                None => {
+                    if reasons.is_empty() {
+                        reasons.push("no backend is configured".to_string());
+                    }
+                    return Err(format!("no backend can serve model `{}` here ({})", model.id, reasons.join("; ")));
                 }
-                return Err(format!("no backend can serve model `{}` here ({})", model.id, reasons.join("; ")));
-            }
+            },
         };
         Ok(chosen.clone())
     }
@@ -382,6 +393,20 @@ mod tests {
         assert_eq!(picked(&registry(true, false, Routing::UpstreamFirst), 0), "engine");
         let err = registry(false, false, Routing::Spill).pick(&model()).err().unwrap();
         assert!(err.contains("engine: not installed") && err.contains("upstream: not installed"), "{err}");
+    }
+
+    #[test]
+    fn the_fallback_serves_only_what_nothing_else_serves() {
+        let mut r = registry(false, true, Routing::LocalFirst);
+        r.set_fallback(Arc::new(Fake { name: "demo", locality: Locality::Local, serves: true }));
+        assert_eq!(picked(&r, 0), "upstream", "a working upstream channel beats the stand-in");
+        let mut r = registry(false, false, Routing::LocalFirst);
+        r.set_fallback(Arc::new(Fake { name: "demo", locality: Locality::Local, serves: true }));
+        assert_eq!(picked(&r, 0), "demo");
+        let mut r = registry(false, false, Routing::LocalFirst);
+        r.set_fallback(Arc::new(Fake { name: "demo", locality: Locality::Local, serves: false }));
+        let err = r.pick(&model()).err().unwrap();
+        assert!(err.contains("engine: not installed"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! See `README.md` for what is implemented and what is not yet.
 
 pub mod checkpoint;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod input;
@@ -20,6 +21,7 @@ pub mod pipelines;
 pub mod samplers;
 pub mod tokenize;
 
+pub use demo::{DEMO_MODEL, DemoBackend, DemoRole};
 pub use engine::{DeviceChoice, Engine, EngineConfig};
 pub use error::{EngineError, Result};
 pub use loader::{DiscoveredModel, PipelineKind, discover};

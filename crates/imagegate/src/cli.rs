@@ -124,6 +124,11 @@ pub struct ServeArgs {
     /// Delay per synthetic task, in milliseconds.
     #[arg(long, default_value_t = 0, env = "IMAGEGATE_SYNTHETIC_DELAY_MS")]
     pub synthetic_delay_ms: u64,
+    /// Let the shipped `imagegate-demo` model draw for every catalog model
+    /// that has no working backend here (config `[models] demo = true`);
+    /// such responses carry `x-imagegate-served-by: imagegate-demo`.
+    #[arg(long, env = "IMAGEGATE_DEMO")]
+    pub demo: bool,
 }
 
 /// `worker` options.
@@ -170,7 +175,8 @@ pub enum KeysCommand {
 pub struct GenerateArgs {
     /// What to draw.
     pub prompt: String,
-    /// Model id (default: the configured default, or the only local model).
+    /// Model id (default: the configured default, else the only local model
+    /// other than imagegate-demo, else imagegate-demo).
     #[arg(long)]
     pub model: Option<String>,
     /// `WxH` (default: the model's native size).

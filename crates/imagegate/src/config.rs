@@ -87,11 +87,22 @@ pub struct ModelsConfig {
     /// `deadline_secs` for spill (default `server.sync_wait_secs`), and
     /// per-model overrides in `models = { "FLUX.1-dev" = "spill" }`.
     pub routing: RoutingPolicy,
+    /// Let `imagegate-demo` draw for every catalog model with no working
+    /// backend here, saying so on each response (`serve --demo`).
+    pub demo: bool,
 }
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("./models"), default_model: None, catalog: Vec::new(), aliases: Default::default(), memory_budget_mib: 16 * 1024, routing: RoutingPolicy::default() }
+        Self {
+            dir: PathBuf::from("./models"),
+            default_model: None,
+            catalog: Vec::new(),
+            aliases: Default::default(),
+            memory_budget_mib: 16 * 1024,
+            routing: RoutingPolicy::default(),
+            demo: false,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use imagegate_core::catalog::SizeRule;
 use imagegate_core::{Backend, BackendRegistry, Catalog, Family, ModelEntry};
-use imagegate_engine::{Engine, EngineConfig, PipelineKind};
+use imagegate_engine::{DEMO_MODEL, DemoBackend, DemoRole, Engine, EngineConfig, PipelineKind};
 use imagegate_queue::Queue;
 use imagegate_store::signing::UrlSigner;
 use imagegate_store::{Db, ObjectConfig, Objects};
@@ -94,6 +94,8 @@ pub struct BackendChoice {
     pub synthetic: bool,
     /// Its delay per task.
     pub synthetic_delay: Duration,
+    /// Let imagegate-demo stand in for models nothing else serves.
+    pub demo: bool,
 }
 
 /// The local engine and the upstream channels, ordered per model by
@@ -108,11 +110,23 @@ pub fn backends(config: &Config, catalog: &Catalog, choice: BackendChoice) -> an
     }
     let mut engine_config = EngineConfig::new(config.models.dir.clone());
     engine_config.memory_budget_bytes = config.models.memory_budget_mib * 1024 * 1024;
-    let engine = Engine::start(engine_config).context("starting the engine")?;
-    registry.register(Arc::new(engine) as Arc<dyn Backend>);
+    let engine = Arc::new(Engine::start(engine_config).context("starting the engine")?);
+    let demo = catalog.resolve(DEMO_MODEL).cloned();
+    if let Some(demo) = &demo {
+        // Ahead of the engine: it draws the demo at its native size and resizes.
+        registry.register(Arc::new(DemoBackend::new(engine.clone(), demo.clone(), DemoRole::Itself)));
+    }
+    registry.register(engine.clone() as Arc<dyn Backend>);
     let upstream = UpstreamBackend::from_config(&config.upstream, catalog).context("configuring upstream channels")?;
     if !upstream.is_empty() {
         registry.register(Arc::new(upstream));
+    }
+    if choice.demo || config.models.demo {
+        let demo = demo.with_context(|| format!("--demo needs the `{DEMO_MODEL}` catalog entry"))?;
+        let stand_in = DemoBackend::new(engine, demo.clone(), DemoRole::StandIn);
+        stand_in.serves(&demo).map_err(|why| anyhow::anyhow!("--demo needs the {DEMO_MODEL} weights: {why}"))?;
+        tracing::warn!("demo mode: {DEMO_MODEL} draws for every model with no working backend here; those responses say so (x-imagegate-served-by)");
+        registry.set_fallback(Arc::new(stand_in));
     }
     registry.set_policy(config.models.routing.clone(), Duration::from_secs_f64(config.server.sync_wait_secs));
     Ok(registry)

@@ -42,6 +42,13 @@ fn write_model(dir: &Path, id: &str) -> imagegate_engine::Result<()> {
     }
 }
 
+/// Writes a tiny random-weight SD pipeline as `imagegate-demo` under
+/// `models_dir`, for tests of the demo's serving path (stand-in, resizing,
+/// headers) that must not depend on the trained weights.
+pub fn write_tiny_demo(models_dir: &Path) -> imagegate_engine::Result<()> {
+    write_tiny_sd(&models_dir.join(imagegate_engine::DEMO_MODEL), &TinySd { seed: 21, ..TinySd::default() })
+}
+
 /// A models folder holding a tiny pipeline for every id in
 /// [`TINY_MODEL_IDS`], written once per test process.
 pub fn tiny_models_dir() -> &'static Path {

@@ -109,11 +109,7 @@ pub async fn create_image(
         "timings": {"inference": result.inference_ms},
         "seed": task.spec.seed,
     });
-    let mut resp = Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&result.served_by) {
-        resp.headers_mut().insert("x-imagegate-served-by", v);
-    }
-    Ok(state.with_charge(&caller, &task.id, resp).await?)
+    Ok(state.with_charge(&caller, &task, Json(body).into_response()).await?)
 }
 
 /// `GET /v1/models`: the catalog's models, with whether this deployment can serve each now.

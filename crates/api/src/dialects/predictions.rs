@@ -55,5 +55,5 @@ pub async fn create_prediction(
     for img in state.images_of(&task).await? {
         output.push(if opts.b64_json { json!({"b64_json": state.image_base64(&img.key).await?}) } else { json!({"url": img.url}) });
     }
-    Ok(state.with_charge(&caller, &task.id, Json(json!({"id": task.id, "output": output})).into_response()).await?)
+    Ok(state.with_charge(&caller, &task, Json(json!({"id": task.id, "output": output})).into_response()).await?)
 }

@@ -98,12 +98,12 @@ pub async fn publish_task(State(state): State<AppState>, RawQuery(query): RawQue
     let how = Admit { idempotency: client_id.as_deref().map(|id| (idempotency_key(id), body_hash(&value))) };
     let task = run_to_end(&state, &caller, spec, how).await?;
     let body = render(&state, client_id.as_deref().unwrap_or(&task.id), &task).await?;
-    Ok(state.with_charge(&caller, &task.id, Json(body).into_response()).await?)
+    Ok(state.with_charge(&caller, &task, Json(body).into_response()).await?)
 }
 
 /// `GET /session/{taskID}`: the task by the caller's `taskID` (or ours).
 #[utoipa::path(get, path = "/session/{task_id}", tag = "publish", params(("task_id" = String, Path, description = "The caller's taskID (or the task id)")), security(("bearer" = [])), responses((status = 200, description = "Same shape as publish, with status"), (status = 404, description = "Unknown task")))]
-pub async fn get_session(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, PublishError> {
+pub async fn get_session(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, PublishError> {
     let caller = authenticate(&state, &headers).await?;
     validate_task_id(&id).map_err(|_| AppError::not_found(format!("task `{id}` not found")))?;
     // The caller's own taskID first (recorded with the task when it was
@@ -111,5 +111,7 @@ pub async fn get_session(State(state): State<AppState>, headers: HeaderMap, Path
     // then our task id.
     let ours = state.db.task_id_for_key(&caller.account_id, &idempotency_key(&id)).await?.unwrap_or_else(|| id.clone());
     let task = state.task_for(&caller, &ours).await?;
-    Ok(Json(render(&state, &id, &task).await?))
+    let mut resp = Json(render(&state, &id, &task).await?).into_response();
+    crate::render::served_by_headers(&task, &mut resp);
+    Ok(resp)
 }

@@ -110,13 +110,13 @@ async fn text_to_image(state: &AppState, engine_id: &str, headers: &HeaderMap, b
         h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
         h.insert("seed", HeaderValue::from(first.seed));
         h.insert("finish-reason", HeaderValue::from_static("SUCCESS"));
-        return state.with_charge(&caller, &task.id, resp).await;
+        return state.with_charge(&caller, &task, resp).await;
     }
     let mut artifacts = Vec::with_capacity(images.len());
     for img in &images {
         artifacts.push(json!({"base64": state.image_base64(&img.key).await?, "finishReason": "SUCCESS", "seed": img.seed}));
     }
-    state.with_charge(&caller, &task.id, Json(json!({"artifacts": artifacts})).into_response()).await
+    state.with_charge(&caller, &task, Json(json!({"artifacts": artifacts})).into_response()).await
 }
 
 /// `GET /v1/engines/list`: the Stability v1 engines this catalog knows.

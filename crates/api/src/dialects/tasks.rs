@@ -4,6 +4,7 @@
 //! moderation refused the task); `state` gives ours.
 
 use axum::Json;
+use axum::response::{IntoResponse, Response};
 use axum::extract::{Path, State};
 use http::HeaderMap;
 use imagegate_core::{TaskState, TaskView};
@@ -61,8 +62,10 @@ pub async fn task_json(state: &AppState, task: &TaskView) -> Result<Value, OpenA
 
 /// `GET /v1/tasks/{id}`.
 #[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "Task id")), security(("bearer" = [])), responses((status = 200, description = "Status (Pending, Running, Ready, Error, Content Moderated), progress, result.sample and image URLs"), (status = 404, description = "No such task for this account")))]
-pub async fn get_task(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, OpenAiError> {
+pub async fn get_task(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, OpenAiError> {
     let caller = authenticate(&state, &headers).await?;
     let task = state.task_for(&caller, &id).await?;
-    Ok(Json(task_json(&state, &task).await?))
+    let mut resp = Json(task_json(&state, &task).await?).into_response();
+    crate::render::served_by_headers(&task, &mut resp);
+    Ok(resp)
 }

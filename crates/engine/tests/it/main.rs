@@ -2,6 +2,7 @@
 //! real diffusers layout, loaded by the real loader and run end to end.
 
 mod checkpoint;
+mod demo_model;
 mod engine;
 mod fixtures;
 mod flux;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use imagegate_core::backend::Job;
 use imagegate_core::{Backend, CancelFlag, LoraSpec, Progress, ProgressSink, Size, TaskSpec};
-use imagegate_engine::{Engine, EngineConfig};
+use imagegate_engine::{DEMO_MODEL, DemoBackend, DemoRole, Engine, EngineConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::GenerateArgs;
@@ -18,25 +18,32 @@ fn parse_lora(raw: &str) -> anyhow::Result<LoraSpec> {
     Ok(LoraSpec { name: name.to_string(), scale: scale.parse().with_context(|| format!("--lora scale `{scale}` is not a number"))? })
 }
 
+/// The model `generate` uses when none is named: the only local model,
+/// not counting the shipped demo; the demo when it is the only one.
+fn default_local_model(local: &[&str], dir: &std::path::Path) -> anyhow::Result<String> {
+    let others: Vec<&str> = local.iter().copied().filter(|m| *m != DEMO_MODEL).collect();
+    match others.as_slice() {
+        [only] => Ok(only.to_string()),
+        [] if local.contains(&DEMO_MODEL) => Ok(DEMO_MODEL.to_string()),
+        [] => anyhow::bail!("no local model in {}; pass --model or install one", dir.display()),
+        many => anyhow::bail!("several local models ({}); pass --model", many.join(", ")),
+    }
+}
+
 /// Generates and writes the image.
 pub async fn run(config: Config, args: GenerateArgs) -> anyhow::Result<()> {
     let catalog = wiring::catalog_with_local_models(&config)?;
     let mut engine_config = EngineConfig::new(config.models.dir.clone());
     engine_config.memory_budget_bytes = config.models.memory_budget_mib * 1024 * 1024;
-    let engine = Engine::start(engine_config).context("starting the engine")?;
+    let engine = Arc::new(Engine::start(engine_config).context("starting the engine")?);
     let model_name = match args.model.clone().or_else(|| config.models.default_model.clone()) {
         Some(m) => m,
-        None => {
-            let local = imagegate_engine::discover(&config.models.dir);
-            match local.as_slice() {
-                [only] => only.id.clone(),
-                [] => anyhow::bail!("no local model in {}; pass --model or install one", config.models.dir.display()),
-                many => anyhow::bail!("several local models ({}); pass --model", many.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", ")),
-            }
-        }
+        None => default_local_model(&imagegate_engine::discover(&config.models.dir).iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), &config.models.dir)?,
     };
     let model = catalog.require(&model_name).map_err(|e| anyhow::anyhow!(e.message))?;
-    engine.serves(model).map_err(|why| anyhow::anyhow!("cannot run {} here: {why}", model.id))?;
+    // The demo draws at its native size and resizes, as `serve` does.
+    let backend: Arc<dyn Backend> = if model.id == DEMO_MODEL { Arc::new(DemoBackend::new(engine.clone(), model.clone(), DemoRole::Itself)) } else { engine };
+    backend.serves(model).map_err(|why| anyhow::anyhow!("cannot run {} here: {why}", model.id))?;
     let size = match &args.size {
         Some(s) => {
             let size: Size = s.parse().map_err(|_| anyhow::anyhow!("--size takes WxH, got `{s}`"))?;
@@ -67,8 +74,11 @@ pub async fn run(config: Config, args: GenerateArgs) -> anyhow::Result<()> {
         })
     };
     let job = Job { task_id: "cli".into(), spec: spec.clone() };
-    let generation = engine.generate(&job, &sink, &CancelFlag::new()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let generation = backend.generate(&job, &sink, &CancelFlag::new()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     bar.finish_and_clear();
+    if let Some(note) = &generation.note {
+        eprintln!("note: {note}");
+    }
     let image = generation.images.into_iter().next().context("the engine returned no image")?;
     let out = args.out.clone().unwrap_or_else(|| format!("{}-{}.{}", model.id.replace('/', "_"), spec.seed, image.format.ext()).into());
     std::fs::write(&out, &image.bytes).with_context(|| format!("writing {}", out.display()))?;
@@ -79,6 +89,16 @@ pub async fn run(config: Config, args: GenerateArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_demo_is_the_default_only_when_nothing_else_is_installed() {
+        let dir = std::path::Path::new("models");
+        assert_eq!(default_local_model(&[DEMO_MODEL], dir).unwrap(), DEMO_MODEL);
+        assert_eq!(default_local_model(&[DEMO_MODEL, "sd15"], dir).unwrap(), "sd15");
+        assert_eq!(default_local_model(&["sd15"], dir).unwrap(), "sd15");
+        assert!(default_local_model(&[], dir).unwrap_err().to_string().contains("no local model"));
+        assert!(default_local_model(&[DEMO_MODEL, "a", "b"], dir).unwrap_err().to_string().contains("several"));
+    }
 
     #[test]
     fn loras_parse_file_and_scale() {

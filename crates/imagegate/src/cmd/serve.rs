@@ -36,7 +36,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let base = public_base(config.server.public_url.as_deref(), bound);
     let objects = wiring::open_objects(&config, &db, &base).await?;
     let catalog = wiring::catalog_with_local_models(&config)?;
-    let choice = BackendChoice { synthetic: args.synthetic_backend, synthetic_delay: Duration::from_millis(args.synthetic_delay_ms) };
+    let choice = BackendChoice { synthetic: args.synthetic_backend, synthetic_delay: Duration::from_millis(args.synthetic_delay_ms), demo: args.demo };
     let workflows = config.workflows(&catalog)?;
     let registry = wiring::backends(&config, &catalog, choice)?;
     let served = registry.served_models(catalog.models()).len();

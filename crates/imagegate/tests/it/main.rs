@@ -6,4 +6,5 @@ mod config;
 mod conformance;
 mod crash;
 mod crash_ledger;
+mod demo;
 mod server;

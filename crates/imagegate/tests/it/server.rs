@@ -26,10 +26,15 @@ pub fn imagegate() -> Command {
 }
 
 impl Server {
-    /// Starts the server on `port` over `data_dir` with extra env, and waits until /healthz answers.
+    /// Starts the synthetic-backend server on `port` over `data_dir` with extra env, and waits until /healthz answers.
     pub fn start(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::start_with(data_dir, port, &["--synthetic-backend"], env)
+    }
+
+    /// Starts `serve` with `args` after the subcommand (instead of `--synthetic-backend`).
+    pub fn start_with(data_dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = imagegate();
-        cmd.args(["serve", "--synthetic-backend", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        cmd.arg("serve").args(args).args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
