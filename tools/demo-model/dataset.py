@@ -44,7 +44,10 @@ COLOURS = {
     "black": (20, 20, 20),
     "gray": (128, 128, 128),
 }
-SIZES = {"small": 0.16, "large": 0.30}  # shape diameter as a fraction of the image side
+SIZES = {"small": 0.15, "large": 0.24}  # shape diameter as a fraction of the image side
+# Centre-to-centre distance of neighbouring shapes, in diameters: a clear gap,
+# so shapes stay apart (countable) even in a small, slightly blurred picture.
+SPACING = 1.45
 POSITIONS = ["left", "right", "top", "bottom", "centre"]
 COUNT_WORDS = {1: "a", 2: "two", 3: "three"}
 # Region centre (x, y) in [0, 1] for each position word.
@@ -91,7 +94,7 @@ def place(rng: random.Random, position: str, count: int, diameter: float) -> lis
     """Centres for `count` shapes around the region's centre, side by side
     along the region's long axis, jittered a little."""
     cx, cy = REGION[position]
-    step = diameter * 1.15
+    step = diameter * SPACING
     # Stacked along the region's long axis: vertically on the left and right.
     horizontal = position not in ("left", "right")
     centres = []
