@@ -97,12 +97,12 @@ def render_all(count: int, side: int, seed: int):
     combos = [c for c in dataset.combinations() if not dataset.is_held_out(*c)]
     rng = random.Random(seed)
     images = np.empty((count, side, side, 3), dtype=np.uint8)
-    captions = []
+    samples = []
     for i in range(count):
         s = dataset.draw_sample(rng, combos)
         images[i] = np.asarray(dataset.render(s, side))
-        captions.append(s.caption)
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), captions
+        samples.append(vars(s))
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), samples
 
 
 def to_unit(x_uint8: torch.Tensor) -> torch.Tensor:
@@ -115,7 +115,7 @@ def train_vae(images: torch.Tensor, args):
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, sample_size=args.size,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=16,
+        block_out_channels=tuple(args.vae_channels), layers_per_block=args.vae_layers, norm_num_groups=16,
     )
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(args.seed + 1)
@@ -163,6 +163,15 @@ def finetune_decoder(vae, images: torch.Tensor, args) -> None:
             log(f"decoder step {step}/{args.decoder_steps} loss {loss.item():.5f} ({time.time() - start:.0f}s)")
     vae.requires_grad_(False)
     vae.eval()
+
+
+@torch.no_grad()
+def reconstruction_pass_rate(vae, images: torch.Tensor, samples: list[dict], n: int = 200) -> float:
+    """analyse.py's checks on VAE round trips of training pictures: the
+    ceiling for what the UNet can reach through this decoder."""
+    rec = vae.decode(vae.encode(to_unit(images[:n])).latent_dist.mean).sample
+    pixels = ((rec.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    return sum(analyse.passes(s, analyse.analyse(p, s["size"])) for s, p in zip(samples[:n], pixels)) / n
 
 
 @torch.no_grad()
@@ -276,6 +285,9 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=30000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--vae-steps", type=int, default=1200)
+    ap.add_argument("--vae-channels", type=int, nargs=3, default=[16, 32, 64])
+    ap.add_argument("--vae-layers", type=int, default=1)
+    ap.add_argument("--vae-only", action="store_true", help="stop after the VAE stage (to compare VAE settings)")
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--kl-weight", type=float, default=1e-4)
@@ -300,12 +312,15 @@ def main() -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     log(f"rendering {args.images} pictures at {args.size}px")
-    images, captions = render_all(args.images, args.size, args.seed)
+    images, samples = render_all(args.images, args.size, args.seed)
+    captions = [s["caption"] for s in samples]
     if args.decoder_only:
         from diffusers import StableDiffusionPipeline
 
         pipe = StableDiffusionPipeline.from_pretrained(args.decoder_only, torch_dtype=torch.float32, safety_checker=None)
+        log(f"reconstructions passing analyse.py: {reconstruction_pass_rate(pipe.vae, images, samples):.0%}")
         finetune_decoder(pipe.vae, images, args)
+        log(f"reconstructions passing analyse.py: {reconstruction_pass_rate(pipe.vae, images, samples):.0%}")
         save(pipe, args.out)
         log(f"saved {args.out} (decoder fine-tuned)")
         return
@@ -316,6 +331,9 @@ def main() -> None:
     log(f"vocabulary {vocab_size}; e.g. {captions[0]!r} -> {ids[0].tolist()}")
 
     vae = train_vae(images, args)
+    log(f"reconstructions passing analyse.py: {reconstruction_pass_rate(vae, images, samples):.0%}")
+    if args.vae_only:
+        return
     raw = encode_all(vae, images)
     vae.register_to_config(scaling_factor=float(1.0 / raw.std()))
     latents = raw * vae.config.scaling_factor
@@ -328,6 +346,7 @@ def main() -> None:
         pipe = pipeline(vae, te, tok, unet)
         if step == args.unet_stop or step == args.unet_steps:
             finetune_decoder(vae, images, args)
+            log(f"reconstructions passing analyse.py: {reconstruction_pass_rate(vae, images, samples):.0%}")
         log(f"step {step}: held-out pass rate {evaluate(pipe, heldout, args):.0%} ({len(heldout)} captions, {args.eval_steps} steps, guidance {args.guidance})")
         # Saved at every evaluation, so a run cut short still leaves its latest weights.
         save(pipe, args.out)
