@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import random
 import sys
@@ -36,10 +35,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import analyse  # noqa: E402
 import dataset  # noqa: E402
-
-BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+from clip_bpe import BOS, EOS, write_bpe  # noqa: E402
 CONTEXT = 24  # tokens per caption row (the longest caption needs 15)
 
 
@@ -54,43 +53,16 @@ def caption_words() -> list[str]:
     return sorted(words)
 
 
-def byte_chars() -> list[str]:
-    """GPT-2/CLIP's byte-to-unicode table, in CLIP's vocabulary order."""
-    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-    cs, n = list(bs), 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def write_tokenizer(dir: Path):
-    """vocab.json + merges.txt as CLIP lays them out (bytes, bytes with
-    `</w>`, merges, then the two special tokens), then transformers'
-    CLIPTokenizerFast saves tokenizer.json and its configs beside them."""
+    """tools/clip_bpe.py's vocab.json + merges.txt spelling the caption
+    words, then transformers' CLIPTokenizerFast saves tokenizer.json and its
+    configs beside them."""
     from transformers import CLIPTokenizerFast
 
-    dir.mkdir(parents=True, exist_ok=True)
-    chars = byte_chars()
-    vocab = chars + [c + "</w>" for c in chars]
-    merges: list[tuple[str, str]] = []
-    for word in caption_words():
-        parts = list(word)
-        parts[-1] += "</w>"
-        while len(parts) > 1:
-            pair = (parts[0], parts[1])
-            if pair not in merges:
-                merges.append(pair)
-                vocab.append(parts[0] + parts[1])
-            parts[:2] = [parts[0] + parts[1]]
-    vocab += [BOS, EOS]
-    (dir / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
-    (dir / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    vocab_size = write_bpe(dir, caption_words())
     tok = CLIPTokenizerFast(vocab_file=str(dir / "vocab.json"), merges_file=str(dir / "merges.txt"), bos_token=BOS, eos_token=EOS, pad_token=EOS, unk_token=EOS, model_max_length=CONTEXT)
     tok.save_pretrained(dir)
-    return tok, len(vocab)
+    return tok, vocab_size
 
 
 def render_all(count: int, side: int, seed: int):
@@ -109,7 +81,7 @@ def to_unit(x_uint8: torch.Tensor) -> torch.Tensor:
     return x_uint8.float() / 127.5 - 1.0
 
 
-def train_vae(images: torch.Tensor, args):
+def train_vae(images: torch.Tensor, samples: list[dict], args):
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL(
@@ -133,6 +105,8 @@ def train_vae(images: torch.Tensor, args):
         opt.step()
         if step % 100 == 0 or step == args.vae_steps:
             log(f"vae step {step}/{args.vae_steps} loss {loss.item():.5f} ({time.time() - start:.0f}s)")
+        if step % 500 == 0 and step < args.vae_steps:
+            log(f"vae step {step}: reconstructions passing analyse.py: {reconstruction_pass_rate(vae, images, samples):.0%}")
     vae.eval()
     return vae
 
@@ -330,7 +304,7 @@ def main() -> None:
     empty_ids = tok([""], padding="max_length", max_length=CONTEXT, return_tensors="pt").input_ids[0]
     log(f"vocabulary {vocab_size}; e.g. {captions[0]!r} -> {ids[0].tolist()}")
 
-    vae = train_vae(images, args)
+    vae = train_vae(images, samples, args)
     log(f"reconstructions passing analyse.py: {reconstruction_pass_rate(vae, images, samples):.0%}")
     if args.vae_only:
         return

@@ -30,6 +30,9 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from clip_bpe import BOS, EOS, write_bpe  # noqa: E402
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 OUT = REPO / "crates/engine/tests/fixtures/parity"
 
@@ -41,7 +44,7 @@ STEPS = 5
 WIDTH = HEIGHT = 64
 LATENT = (4, 8, 8)
 
-BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
 # Words the tiny vocabulary has merges for; anything else tokenises by byte.
 WORDS = ["a", "photo", "of", "cat", "dog", "red", "blue", "the", "painting", "sky", "in", "night"]
 
@@ -56,37 +59,9 @@ BASE = dict(
 )
 
 
-def bytes_to_unicode() -> list[str]:
-    """GPT-2/CLIP's byte -> printable character table, in byte order of the printable ones first."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def write_tokenizer_files(folder: pathlib.Path) -> pathlib.Path:
     """A small CLIP-style BPE (the same construction as the engine's own test fixture)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = bytes_to_unicode()
-    vocab = chars + [c + "</w>" for c in chars]
-    merges: list[tuple[str, str]] = []
-    for word in WORDS:
-        parts = list(word)
-        parts[-1] += "</w>"
-        while len(parts) > 1:
-            pair = (parts[0], parts[1])
-            if pair not in merges:
-                merges.append(pair)
-                vocab.append(parts[0] + parts[1])
-            parts[0:2] = [parts[0] + parts[1]]
-    vocab += [BOS, EOS]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    write_bpe(folder, WORDS)
     return folder
 
 
