@@ -34,9 +34,9 @@ impl AppState {
     }
 
     /// Adds `x-credits-charged` (credits captured for the task, `0.000` when
-    /// unmetered) and who drew it ([`served_by_headers`]) to a synchronous response.
+    /// unmetered) and who drew it ([`with_served_by`]) to a synchronous response.
     pub async fn with_charge(&self, caller: &Caller, task: &TaskView, mut resp: axum::response::Response) -> Result<axum::response::Response, AppError> {
-        served_by_headers(task, &mut resp);
+        resp = with_served_by(task, resp);
         let charged = self.charged(caller, &task.id).await?;
         if let Ok(v) = http::HeaderValue::from_str(&imagegate_core::pricing::format_credits(charged)) {
             resp.headers_mut().insert("x-credits-charged", v);
@@ -55,12 +55,13 @@ impl AppState {
 /// images, `imagegate-demo` when the demo model stood in) and, when the task
 /// has one, `x-imagegate-note` (e.g. that the demo drew a smaller picture
 /// and it was resized), on every response that renders a finished task.
-pub fn served_by_headers(task: &TaskView, resp: &mut axum::response::Response) {
-    let Some(result) = &task.result else { return };
+pub fn with_served_by(task: &TaskView, mut resp: axum::response::Response) -> axum::response::Response {
+    let Some(result) = &task.result else { return resp };
     if let Ok(v) = http::HeaderValue::from_str(&result.served_by) {
         resp.headers_mut().insert("x-imagegate-served-by", v);
     }
     if let Some(v) = result.note.as_deref().and_then(|n| http::HeaderValue::from_str(n).ok()) {
         resp.headers_mut().insert("x-imagegate-note", v);
     }
+    resp
 }

@@ -9,13 +9,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
 use imagegate_core::backend::Job;
 use imagegate_core::{Backend, BackendError, CancelFlag, GeneratedImage, Generation, ModelEntry, ProgressSink, Size};
 
 use crate::Engine;
+use crate::engine::batch::spacing_of;
 use crate::models::configs::{UNetFile, VaeFile, read_json};
-use crate::output::{Parameters, encode_image};
+use crate::output::{Parameters, encode_rgb8};
+use crate::samplers::schedule::SigmaSpacing;
 
 /// The demo model's catalog id (and folder name under the models folder).
 pub const DEMO_MODEL: &str = "imagegate-demo";
@@ -117,17 +118,13 @@ impl DemoBackend {
         let bad = |e: &dyn std::fmt::Display| BackendError::Internal(format!("resizing the demo image: {e}"));
         let pixels = image::load_from_memory_with_format(&drawn.bytes, image::ImageFormat::Png).map_err(|e| bad(&e))?.to_rgb8();
         let resized = image::imageops::resize(&pixels, requested.width, requested.height, image::imageops::FilterType::Lanczos3);
-        let pixels: Vec<f32> = resized.into_raw().into_iter().map(|v| f32::from(v) / 255.0).collect();
-        let tensor = Tensor::from_vec(pixels, (requested.height as usize, requested.width as usize, 3), &Device::Cpu)
-            .and_then(|t| t.permute((2, 0, 1))?.contiguous())
-            .map_err(|e| bad(&e))?;
         let spec = &demo_job.spec;
         let params = Parameters {
             prompt: spec.effective_prompt(),
             negative: spec.negative_prompt.clone(),
             steps: spec.steps,
             sampler: spec.sampler.unwrap_or_else(|| crate::pipelines::default_sampler(crate::PipelineKind::StableDiffusion)),
-            karras: spec.extras.get("karras").and_then(|v| v.as_bool()).unwrap_or(false),
+            karras: spacing_of(demo_job) == SigmaSpacing::Karras,
             guidance: spec.guidance,
             seed: drawn.seed,
             width: drawn.width,
@@ -135,7 +132,7 @@ impl DemoBackend {
             model: self.demo.id.clone(),
             denoising_strength: spec.init_image.as_ref().map(|i| i.strength),
         };
-        let bytes = encode_image(&tensor, job.spec.output_format, &params).map_err(|e| bad(&e))?;
+        let bytes = encode_rgb8(requested.width, requested.height, resized.into_raw(), job.spec.output_format, &params).map_err(|e| bad(&e))?;
         Ok(GeneratedImage { bytes, format: job.spec.output_format, width: requested.width, height: requested.height, seed: drawn.seed })
     }
 }

@@ -90,6 +90,11 @@ pub fn to_rgb8(image: &Tensor) -> Result<(u32, u32, Vec<u8>)> {
 /// Stage `encode_image`: encodes one image in `format`; PNGs carry `params`.
 pub fn encode_image(image: &Tensor, format: ImageFormat, params: &Parameters) -> Result<Vec<u8>> {
     let (w, h, rgb) = to_rgb8(image)?;
+    encode_rgb8(w, h, rgb, format, params)
+}
+
+/// Encodes interleaved RGB8 rows (`w` by `h`) in `format`; PNGs carry `params`.
+pub fn encode_rgb8(w: u32, h: u32, rgb: Vec<u8>, format: ImageFormat, params: &Parameters) -> Result<Vec<u8>> {
     let enc = |e: &dyn std::fmt::Display| EngineError::Encode(e.to_string());
     let mut out = Vec::new();
     match format {

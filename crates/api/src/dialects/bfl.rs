@@ -109,7 +109,6 @@ pub async fn get_result(State(state): State<AppState>, headers: HeaderMap, Query
     let result = (task.state == TaskState::Succeeded).then(|| {
         json!({"sample": images.first().map(|i| &i.url), "prompt": task.spec.effective_prompt(), "seed": task.spec.seed, "samples": images.iter().map(|i| &i.url).collect::<Vec<_>>()})
     });
-    let mut resp = Json(json!({"id": task.id, "status": bfl_status(&task), "result": result, "progress": task.progress_fraction()})).into_response();
-    crate::render::served_by_headers(&task, &mut resp);
-    Ok(resp)
+    let body = json!({"id": task.id, "status": bfl_status(&task), "result": result, "progress": task.progress_fraction()});
+    Ok(crate::render::with_served_by(&task, Json(body).into_response()))
 }

@@ -111,7 +111,5 @@ pub async fn get_session(State(state): State<AppState>, headers: HeaderMap, Path
     // then our task id.
     let ours = state.db.task_id_for_key(&caller.account_id, &idempotency_key(&id)).await?.unwrap_or_else(|| id.clone());
     let task = state.task_for(&caller, &ours).await?;
-    let mut resp = Json(render(&state, &id, &task).await?).into_response();
-    crate::render::served_by_headers(&task, &mut resp);
-    Ok(resp)
+    Ok(crate::render::with_served_by(&task, Json(render(&state, &id, &task).await?).into_response()))
 }

@@ -4,8 +4,8 @@
 //! moderation refused the task); `state` gives ours.
 
 use axum::Json;
-use axum::response::{IntoResponse, Response};
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use imagegate_core::{TaskState, TaskView};
 use serde_json::{Value, json};
@@ -65,7 +65,5 @@ pub async fn task_json(state: &AppState, task: &TaskView) -> Result<Value, OpenA
 pub async fn get_task(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, OpenAiError> {
     let caller = authenticate(&state, &headers).await?;
     let task = state.task_for(&caller, &id).await?;
-    let mut resp = Json(task_json(&state, &task).await?).into_response();
-    crate::render::served_by_headers(&task, &mut resp);
-    Ok(resp)
+    Ok(crate::render::with_served_by(&task, Json(task_json(&state, &task).await?).into_response()))
 }
