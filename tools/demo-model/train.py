@@ -10,8 +10,10 @@ Stages, all from one seed:
 3. train the VAE (reconstruction + a small KL term), then encode every
    picture once and set `scaling_factor` so latents have unit variance;
 4. train the UNet and the text encoder together on the latents with the
-   epsilon objective, min-SNR weighting, 10% empty captions (for
-   classifier-free guidance) and an EMA of both;
+   v-prediction objective (`--prediction`; epsilon gave noise at 16 latent
+   channels), min-SNR weighting, 10% empty captions (for classifier-free
+   guidance) and an EMA of both; `--resume DIR` trains a saved pipeline's
+   UNet and text encoder further;
 5. fine-tune the decoder with the encoder frozen (the UNet's latents stay
    valid; pictures come out sharper);
 6. save the EMA weights as fp16 safetensors with configs, tokenizer and
@@ -86,7 +88,7 @@ def train_vae(images: torch.Tensor, samples: list[dict], args):
 
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=args.latent_channels, sample_size=args.size,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        down_block_types=("DownEncoderBlock2D",) * len(args.vae_channels), up_block_types=("UpDecoderBlock2D",) * len(args.vae_channels),
         block_out_channels=tuple(args.vae_channels), layers_per_block=args.vae_layers, norm_num_groups=16,
     )
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
@@ -153,15 +155,22 @@ def encode_all(vae, images: torch.Tensor) -> torch.Tensor:
     return torch.cat([vae.encode(to_unit(images[i : i + 256])).latent_dist.mean for i in range(0, len(images), 256)])
 
 
+def latent_side(args) -> int:
+    """The VAE halves the side once per block after the first."""
+    return args.size // 2 ** (len(args.vae_channels) - 1)
+
+
 def make_unet(args):
     from diffusers import UNet2DConditionModel
 
+    side = latent_side(args)
+    # Cross-attention only where a block's side is at most --attn-side:
+    # attention at 16x16 cost 1.97 s a step instead of 1.05 s on this CPU.
+    attn = [side // 2**i <= args.attn_side for i in range(len(args.unet_channels))]
     return UNet2DConditionModel(
-        sample_size=args.size // 4, in_channels=args.latent_channels, out_channels=args.latent_channels,
-        # No attention at the full latent resolution: it costs more than it
-        # gives here (measured: 1.05 s vs 1.97 s a step on this CPU).
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        sample_size=side, in_channels=args.latent_channels, out_channels=args.latent_channels,
+        down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn),
+        up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)),
         block_out_channels=tuple(args.unet_channels), layers_per_block=1, attention_head_dim=4,
         cross_attention_dim=args.text_width, norm_num_groups=32,
     )
@@ -184,11 +193,12 @@ def ema_update(ema, model, decay: float) -> None:
             e.lerp_(p, 1.0 - decay)
 
 
-def train_unet(latents, ids, empty_ids, vocab_size, args):
+def train_unet(latents, ids, empty_ids, vocab_size, args, start_from=None):
     from diffusers import DDPMScheduler
 
-    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.0001, beta_end=0.02, prediction_type="epsilon")
-    unet, te = make_unet(args), make_text_encoder(vocab_size, args)
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.0001, beta_end=0.02, prediction_type=args.prediction)
+    # start_from: (unet, text encoder) of a saved pipeline, to train on.
+    unet, te = start_from or (make_unet(args), make_text_encoder(vocab_size, args))
     ema_unet, ema_te = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(te).requires_grad_(False)
     params = list(unet.parameters()) + list(te.parameters())
     log(f"unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M params, text encoder {sum(p.numel() for p in te.parameters()) / 1e6:.2f}M")
@@ -214,8 +224,12 @@ def train_unet(latents, ids, empty_ids, vocab_size, args):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             cond = te(tokens).last_hidden_state
             pred = unet(xt, t, encoder_hidden_states=cond).sample.float()
-        weight = (torch.clamp(snr[t], max=5.0) / snr[t]).view(-1, 1, 1, 1)
-        loss = (weight * (pred - noise) ** 2).mean()
+        # Min-SNR-5 weights, in the form for each target.
+        if args.prediction == "v_prediction":
+            target, weight = sched.get_velocity(x0, noise, t), torch.clamp(snr[t], max=5.0) / (snr[t] + 1)
+        else:
+            target, weight = noise, torch.clamp(snr[t], max=5.0) / snr[t]
+        loss = (weight.view(-1, 1, 1, 1) * (pred - target) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -231,10 +245,10 @@ def train_unet(latents, ids, empty_ids, vocab_size, args):
     yield ema_unet, ema_te, step
 
 
-def pipeline(vae, te, tok, unet):
+def pipeline(vae, te, tok, unet, prediction: str):
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
-    sched = DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.0001, beta_end=0.02, prediction_type="epsilon", steps_offset=1)
+    sched = DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.0001, beta_end=0.02, prediction_type=prediction, steps_offset=1)
     return StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
@@ -258,25 +272,28 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--images", type=int, default=30000)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--vae-steps", type=int, default=1200)
-    ap.add_argument("--vae-channels", type=int, nargs=3, default=[16, 32, 64])
+    ap.add_argument("--vae-steps", type=int, default=2400)
+    ap.add_argument("--vae-channels", type=int, nargs="+", default=[16, 32, 64], help="one width per VAE block; the latent side is the picture side / 2^(blocks - 1)")
     ap.add_argument("--vae-layers", type=int, default=1)
-    ap.add_argument("--latent-channels", type=int, default=4, help="VAE latent channels (the UNet's in and out channels follow)")
+    ap.add_argument("--latent-channels", type=int, default=16, help="VAE latent channels (the UNet's in and out channels follow)")
     ap.add_argument("--vae-only", action="store_true", help="stop after the VAE stage (to compare VAE settings)")
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
     ap.add_argument("--kl-weight", type=float, default=1e-4)
     ap.add_argument("--unet-steps", type=int, default=4000)
     ap.add_argument("--unet-stop", type=int, default=2000, help="stop the UNet stage here; the learning-rate schedule still spans --unet-steps")
-    ap.add_argument("--decoder-steps", type=int, default=1500)
+    ap.add_argument("--decoder-steps", type=int, default=600)
     ap.add_argument("--decoder-lr", type=float, default=1e-3)
     ap.add_argument("--decoder-only", type=Path, help="only fine-tune the decoder of this saved pipeline, in place")
+    ap.add_argument("--resume", type=Path, help="train the UNet and text encoder of this saved pipeline further (its VAE and tokenizer are kept)")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast for the UNet stage")
-    ap.add_argument("--unet-channels", type=int, nargs=3, default=[64, 128, 192])
+    ap.add_argument("--unet-channels", type=int, nargs="+", default=[64, 128, 192], help="one width per UNet block, each block halving the side")
+    ap.add_argument("--attn-side", type=int, default=8, help="cross-attention in the UNet blocks whose side is at most this")
     ap.add_argument("--text-width", type=int, default=128)
     ap.add_argument("--text-layers", type=int, default=3)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=6e-4)
+    ap.add_argument("--prediction", choices=["epsilon", "v_prediction"], default="v_prediction", help="what the UNet predicts")
     ap.add_argument("--ema", type=float, default=0.998)
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--eval-steps", type=int, default=20)
@@ -299,26 +316,38 @@ def main() -> None:
         save(pipe, args.out)
         log(f"saved {args.out} (decoder fine-tuned)")
         return
-    tok_dir = args.out / "tokenizer"
-    tok, vocab_size = write_tokenizer(tok_dir)
+    resumed = None
+    if args.resume:
+        from diffusers import StableDiffusionPipeline
+
+        resumed = StableDiffusionPipeline.from_pretrained(args.resume, torch_dtype=torch.float32, safety_checker=None)
+        tok, vocab_size = resumed.tokenizer, len(resumed.tokenizer)
+        log(f"resuming from {args.resume}: its tokenizer, VAE, text encoder and UNet")
+    else:
+        tok, vocab_size = write_tokenizer(args.out / "tokenizer")
     ids = tok(captions, padding="max_length", max_length=CONTEXT, truncation=True, return_tensors="pt").input_ids
     empty_ids = tok([""], padding="max_length", max_length=CONTEXT, return_tensors="pt").input_ids[0]
     log(f"vocabulary {vocab_size}; e.g. {captions[0]!r} -> {ids[0].tolist()}")
 
-    vae = train_vae(images, samples, args)
-    log(f"reconstructions passing analyse.py: {reconstruction_pass_rate(vae, images, samples):.0%}")
-    if args.vae_only:
-        return
-    raw = encode_all(vae, images)
-    vae.register_to_config(scaling_factor=float(1.0 / raw.std()))
-    latents = raw * vae.config.scaling_factor
+    if resumed:
+        vae = resumed.vae.requires_grad_(False).eval()
+        latents = encode_all(vae, images) * vae.config.scaling_factor
+    else:
+        vae = train_vae(images, samples, args)
+        log(f"reconstructions passing analyse.py: {reconstruction_pass_rate(vae, images, samples):.0%}")
+        if args.vae_only:
+            return
+        raw = encode_all(vae, images)
+        vae.register_to_config(scaling_factor=float(1.0 / raw.std()))
+        latents = raw * vae.config.scaling_factor
     log(f"latents {tuple(latents.shape)}, scaling_factor {vae.config.scaling_factor:.5f}")
 
     held_rng = random.Random(args.seed + 1)
     held = [c for c in dataset.combinations() if dataset.is_held_out(*c)]
     heldout = [vars(dataset.draw_sample(held_rng, held)) for _ in range(args.eval_count)]
-    for unet, te, step in train_unet(latents, ids, empty_ids, vocab_size, args):
-        pipe = pipeline(vae, te, tok, unet)
+    start_from = (resumed.unet.train(), resumed.text_encoder.train()) if resumed else None
+    for unet, te, step in train_unet(latents, ids, empty_ids, vocab_size, args, start_from):
+        pipe = pipeline(vae, te, tok, unet, args.prediction)
         if step == args.unet_stop or step == args.unet_steps:
             finetune_decoder(vae, images, args)
             log(f"reconstructions passing analyse.py: {reconstruction_pass_rate(vae, images, samples):.0%}")
