@@ -13,7 +13,34 @@ use crate::error::{EngineError, Result};
 /// Reads and parses a JSON file, naming it in errors.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io { path: path.display().to_string(), source })?;
-    serde_json::from_str(&text).map_err(|e| EngineError::bad_model(path, e))
+    serde_json::from_str(&python_json_to_json(&text)).map_err(|e| EngineError::bad_model(path, e))
+}
+
+/// Python's `json.dumps` writes `NaN`, `Infinity` and `-Infinity`, which
+/// JSON lacks; diffusers saves DPM-Solver's `lambda_min_clipped` as
+/// `-Infinity`. They become `null` (outside strings), which no field the
+/// engine reads holds.
+fn python_json_to_json(text: &str) -> std::borrow::Cow<'_, str> {
+    if !(text.contains("Infinity") || text.contains("NaN")) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            (in_string, escaped) = (escaped || c != '"', !escaped && c == '\\');
+        } else if c == '"' {
+            in_string = true;
+        } else if let Some(token) = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| rest.starts_with(t)) {
+            out.push_str("null");
+            rest = &rest[token.len()..];
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out.into()
 }
 
 /// A value diffusers writes either once or per block.
@@ -206,5 +233,17 @@ impl VaeFile {
     /// How many times the VAE halves each side.
     pub fn downscale(&self) -> usize {
         1 << self.block_out_channels.len().saturating_sub(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn python_json_extensions_read_as_null_outside_strings() {
+        let text = r#"{"a": -Infinity, "b": "NaN -Infinity \"x\\", "c": [NaN, Infinity, 1.5], "d": "Infinity"}"#;
+        let v: serde_json::Value = serde_json::from_str(&super::python_json_to_json(text)).unwrap();
+        assert_eq!(v, json!({"a": null, "b": "NaN -Infinity \"x\\", "c": [null, null, 1.5], "d": "Infinity"}));
     }
 }

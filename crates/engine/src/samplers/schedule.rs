@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 
 /// How training betas grow with the timestep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
@@ -92,8 +92,7 @@ impl Default for SchedulerConfig {
 impl SchedulerConfig {
     /// Reads a `scheduler_config.json`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| EngineError::Io { path: path.display().to_string(), source })?;
-        serde_json::from_str(&text).map_err(|e| EngineError::bad_model(path, e))
+        crate::models::configs::read_json(path)
     }
 }
 
