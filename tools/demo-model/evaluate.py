@@ -12,17 +12,14 @@ this is the quick look while training.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import analyse  # noqa: E402
-import dataset  # noqa: E402
+import train  # noqa: E402  (its held-out captions and checks)
 
 
 def main() -> None:
@@ -40,27 +37,17 @@ def main() -> None:
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     side = pipe.unet.config.sample_size * 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-    # train.py draws its held-out samples from seed + 1.
-    rng = random.Random(args.seed + 1)
-    held = [c for c in dataset.combinations() if dataset.is_held_out(*c)]
-    scenes = [vars(dataset.draw_sample(rng, held)) for _ in range(args.count)]
+    scenes = train.held_out_scenes(args.seed, args.count)
     failed, passed = Counter(), 0
-    for i in range(0, len(scenes), 10):
-        chunk = scenes[i : i + 10]
-        g = torch.Generator().manual_seed(args.seed + 100 + i)
-        out = pipe([s["caption"] for s in chunk], num_inference_steps=args.steps, guidance_scale=args.guidance, generator=g, output_type="np", height=side, width=side).images
-        for s, img in zip(chunk, out):
-            pixels = (img * 255).round().astype(np.uint8)
-            seen = analyse.analyse(pixels, s["size"])
-            ok = analyse.passes(s, seen)
-            passed += ok
-            failed.update(k for k in ("background", "colour", "position", "count") if seen[k] != s[k])
-            print(f"{'pass' if ok else 'FAIL'} {s['caption']!r}: {seen}")
-            if args.save:
-                args.save.mkdir(parents=True, exist_ok=True)
-                from PIL import Image
+    for i, (s, pixels, seen, ok) in enumerate(train.draw_and_check(pipe, scenes, args.seed, args.steps, args.guidance, side)):
+        passed += ok
+        failed.update(k for k in ("background", "colour", "position", "count") if seen[k] != s[k])
+        print(f"{'pass' if ok else 'FAIL'} {s['caption']!r}: {seen}")
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            from PIL import Image
 
-                Image.fromarray(pixels).save(args.save / f"{i + chunk.index(s):02d} {s['caption']}.png")
+            Image.fromarray(pixels).save(args.save / f"{i:02d} {s['caption']}.png")
     n = len(scenes)
     print(f"{passed}/{n} held-out captions pass ({passed / n:.0%}); wrong " + ", ".join(f"{k} {v}" for k, v in failed.most_common()))
 

@@ -252,17 +252,29 @@ def pipeline(vae, te, tok, unet, prediction: str):
     return StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=sched, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
+def held_out_scenes(seed: int, count: int) -> list[dict]:
+    """The held-out captions training is scored on (drawn from seed + 1)."""
+    rng = random.Random(seed + 1)
+    held = [c for c in dataset.combinations() if dataset.is_held_out(*c)]
+    return [vars(dataset.draw_sample(rng, held)) for _ in range(count)]
+
+
 @torch.no_grad()
-def evaluate(pipe, heldout: list[dict], args) -> float:
-    ok = 0
-    for i in range(0, len(heldout), 10):
-        chunk = heldout[i : i + 10]
-        g = torch.Generator().manual_seed(args.seed + 100 + i)
-        out = pipe([s["caption"] for s in chunk], num_inference_steps=args.eval_steps, guidance_scale=args.guidance, generator=g, output_type="np", height=args.size, width=args.size).images
+def draw_and_check(pipe, scenes: list[dict], seed: int, steps: int, guidance: float, side: int):
+    """Draws each scene's caption, ten at a time, and yields (scene, pixels,
+    what analyse.py sees, whether it passes)."""
+    for i in range(0, len(scenes), 10):
+        chunk = scenes[i : i + 10]
+        g = torch.Generator().manual_seed(seed + 100 + i)
+        out = pipe([s["caption"] for s in chunk], num_inference_steps=steps, guidance_scale=guidance, generator=g, output_type="np", height=side, width=side).images
         for s, img in zip(chunk, out):
-            seen = analyse.analyse((img * 255).round().astype(np.uint8), s["size"])
-            ok += analyse.passes(s, seen)
-    return ok / len(heldout)
+            pixels = (img * 255).round().astype(np.uint8)
+            seen = analyse.analyse(pixels, s["size"])
+            yield s, pixels, seen, analyse.passes(s, seen)
+
+
+def evaluate(pipe, heldout: list[dict], args) -> float:
+    return sum(ok for *_, ok in draw_and_check(pipe, heldout, args.seed, args.eval_steps, args.guidance, args.size)) / len(heldout)
 
 
 def main() -> None:
@@ -342,9 +354,7 @@ def main() -> None:
         latents = raw * vae.config.scaling_factor
     log(f"latents {tuple(latents.shape)}, scaling_factor {vae.config.scaling_factor:.5f}")
 
-    held_rng = random.Random(args.seed + 1)
-    held = [c for c in dataset.combinations() if dataset.is_held_out(*c)]
-    heldout = [vars(dataset.draw_sample(held_rng, held)) for _ in range(args.eval_count)]
+    heldout = held_out_scenes(args.seed, args.eval_count)
     start_from = (resumed.unet.train(), resumed.text_encoder.train()) if resumed else None
     for unet, te, step in train_unet(latents, ids, empty_ids, vocab_size, args, start_from):
         pipe = pipeline(vae, te, tok, unet, args.prediction)
