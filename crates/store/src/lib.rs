@@ -6,6 +6,7 @@
 
 pub mod db;
 pub mod error;
+mod group_insert;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;

@@ -70,7 +70,7 @@ pub struct ClaimedTask {
 }
 
 /// The concurrency limit stored for accounts without one.
-const UNLIMITED: i64 = 1_000_000;
+pub(crate) const UNLIMITED: i64 = 1_000_000;
 
 const TASK_COLUMNS: &str = "id, account_id, state, spec, attempts, progress_step, progress_total, result, error_code, error_message, created_at, updated_at";
 
@@ -96,23 +96,6 @@ fn task_from(row: &AnyRow) -> Result<TaskView, StoreError> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
-}
-
-fn insert_query<'q>(id: &'q str, new: &'q NewTask, spec_json: &'q str, now: i64) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    sqlx::query(
-        "INSERT INTO tasks (id, account_id, key_id, model, batch_key, state, spec, max_attempts, progress_total, created_at, updated_at, concurrency_limit) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $9, $10)",
-    )
-    .bind(id)
-    .bind(&new.account_id)
-    .bind(&new.key_id)
-    .bind(&new.spec.model)
-    .bind(new.spec.batch_key())
-    .bind(spec_json)
-    .bind(i64::from(new.max_attempts))
-    .bind(i64::from(new.spec.steps))
-    .bind(now)
-    .bind(new.concurrency_limit.map_or(UNLIMITED, i64::from))
 }
 
 fn queued_view(id: String, new: NewTask, now: i64) -> TaskView {
@@ -164,7 +147,7 @@ impl Db {
         if let Some(amount) = new.hold {
             self.place_hold(&mut tx, &new.account_id, &id, amount, now).await?;
         }
-        insert_query(&id, &new, &spec_json, now).execute(&mut *tx).await?;
+        crate::group_insert::insert_statement(&[(&id, &new, &spec_json, now)]).execute(&mut *tx).await?;
         if let Some((key, body_hash)) = &new.idempotency {
             let res = sqlx::query("INSERT INTO idempotency (account_id, idem_key, body_hash, task_id, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&new.account_id)
@@ -191,8 +174,8 @@ impl Db {
         let now = now_ms();
         let id = new_id("task");
         let spec_json = serde_json::to_string(&new.spec).map_err(|e| corrupt("spec", e))?;
-        insert_query(&id, &new, &spec_json, now).execute(&self.write).await?;
-        Ok(queued_view(id, new, now))
+        let row = self.inserts.insert(crate::group_insert::Row { id, new, spec_json, now }).await?;
+        Ok(queued_view(row.id, row.new, row.now))
     }
 
     /// Reads a task.
@@ -291,33 +274,45 @@ impl Db {
     /// captured for the images made (hold × made / asked, exact because a
     /// quote is per image × count) and the rest released.
     ///
-    /// One transaction per batch rather than per task: on SQLite every
-    /// statement is a hand-off to the connection's thread, and the commit is
-    /// the costly part.
+    /// The whole batch is one UPDATE: on SQLite every statement is a
+    /// hand-off to the connection's thread, and the commit is the costly part.
     pub async fn complete_tasks(&self, worker: &str, done: &[(&str, &TaskResult)]) -> Result<Vec<Option<TaskView>>, StoreError> {
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
-        let mut out = Vec::with_capacity(done.len());
-        let mut tx = self.write.begin().await?;
+        // $1 worker, $2 now, then (id, result) pairs from $3.
+        let (mut cases, mut ids) = (String::new(), Vec::with_capacity(done.len()));
+        for n in 0..done.len() {
+            let (id, result) = (3 + 2 * n, 4 + 2 * n);
+            cases.push_str(&format!(" WHEN ${id} THEN ${result}"));
+            ids.push(format!("${id}"));
+        }
+        let sql = format!(
+            "UPDATE tasks SET state = 'succeeded', result = CASE id{cases} END, progress_step = progress_total, lease_owner = NULL, lease_expires_at = NULL, \
+             finished_at = $2, updated_at = $2 WHERE id IN ({}) AND lease_owner = $1 AND state = 'running' \
+             RETURNING {TASK_COLUMNS}, (SELECT h.amount FROM credit_holds h WHERE h.task_id = tasks.id AND h.state = 'held') AS held",
+            ids.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(worker).bind(now);
         for (id, result) in done {
-            let json = serde_json::to_string(result).map_err(|e| corrupt("result", e))?;
-            let row = sqlx::query(AssertSqlSafe(format!(
-                "UPDATE tasks SET state = 'succeeded', result = $1, progress_step = progress_total, lease_owner = NULL, lease_expires_at = NULL, \
-                 finished_at = $2, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running' \
-                 RETURNING {TASK_COLUMNS}, (SELECT amount FROM credit_holds WHERE task_id = $3 AND state = 'held') AS held"
-            )))
-            .bind(json)
-            .bind(now)
-            .bind(*id)
-            .bind(worker)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else {
+            query = query.bind(*id).bind(serde_json::to_string(result).map_err(|e| corrupt("result", e))?);
+        }
+        let mut tx = self.write.begin().await?;
+        let rows = query.fetch_all(&mut *tx).await?;
+        let mut updated = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let view = task_from(row)?;
+            let held = row.try_get::<Option<i64>, _>("held")?;
+            updated.insert(view.id.clone(), (view, held));
+        }
+        let mut out = Vec::with_capacity(done.len());
+        for (id, result) in done {
+            let Some((view, held)) = updated.remove(*id) else {
                 out.push(None);
                 continue;
             };
-            let view = task_from(&row)?;
-            // The hold rides along with the update: one statement per task.
-            if let Some(hold) = row.try_get::<Option<i64>, _>("held")? {
+            if let Some(hold) = held {
                 let asked = i128::from(view.spec.count.max(1));
                 let made = i128::from(result.images.len() as u32).min(asked);
                 // Integer and exact: the hold is per-image price × count.

@@ -95,6 +95,39 @@ async fn a_batch_completes_in_one_call_and_returns_each_task_as_it_stands() {
 }
 
 #[tokio::test]
+async fn concurrent_plain_submissions_are_each_stored_and_a_bad_one_fails_alone() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        // Submitted together they are written in groups; the one naming no
+        // account breaks its group's statement, which must cost only that one.
+        let accounts: Vec<String> = (0..100).map(|n| if n == 37 { "acct_missing".to_string() } else { a.id.clone() }).collect();
+        let results = futures::future::join_all(accounts.iter().map(|acct| submit(db, acct, spec("m", 512), None))).await;
+        let mut ids = std::collections::HashSet::new();
+        for (n, res) in results.into_iter().enumerate() {
+            if n == 37 {
+                assert!(matches!(res, Err(StoreError::Database(_))), "the task of a missing account fails: {res:?}");
+                continue;
+            }
+            let task = res.unwrap().task().clone();
+            let stored = db.get_task(&task.id).await.unwrap().expect("acknowledged means stored");
+            assert_eq!((stored.state, stored.account_id.as_str()), (TaskState::Queued, a.id.as_str()));
+            assert!(ids.insert(task.id));
+        }
+        assert_eq!(ids.len(), 99);
+        let mut claimed = 0;
+        loop {
+            let batch = db.claim_tasks("w1", 16, 30_000).await.unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            claimed += batch.len();
+        }
+        assert_eq!(claimed, 99, "every stored task is claimable once");
+    }
+}
+
+#[tokio::test]
 async fn retryable_failures_requeue_until_attempts_run_out() {
     for s in ScratchDb::all().await {
         let db = &s.db;
