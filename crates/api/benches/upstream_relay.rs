@@ -9,7 +9,9 @@
 //!
 //! `cargo bench -p imagegate-api --bench upstream_relay`
 //! (`BENCH_REQUESTS` per level, default 2000; `BENCH_WORKERS` and
-//! `BENCH_BATCH` set the queue's worker loops and claim size, default 64 and 1).
+//! `BENCH_BATCH` set the queue's worker loops and claim size, default 8 and 16:
+//! the relay runs a claimed batch's calls at once, so larger claims mean
+//! fewer claim and completion statements per request).
 //! Client, server and double share the process and the machine's cores.
 //! With `BENCH_SERVE_SECS=N` it measures nothing: it prints the server's URL
 //! and admin key and serves for N seconds, for an outside load generator
@@ -72,8 +74,8 @@ fn env_or(name: &str, default: usize) -> usize {
 
 fn main() {
     let total = env_or("BENCH_REQUESTS", 2000);
-    let workers = env_or("BENCH_WORKERS", 64);
-    let batch = env_or("BENCH_BATCH", 1) as u32;
+    let workers = env_or("BENCH_WORKERS", 8);
+    let batch = env_or("BENCH_BATCH", 16) as u32;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let double = instant::start_on(0).await;
