@@ -189,7 +189,8 @@ impl Backend for Engine {
         let candidates = self.candidates(model);
         let Some(folder) = candidates.iter().find_map(|p| pipeline_folder(p).or_else(|| checkpoint_file(p))) else {
             let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-            return Err(format!("weights for {} are missing: model_index.json (looked in {})", model.id, looked.join(", ")));
+            let pull = model.weights.as_ref().map(|w| format!("; `imagegate models pull {}` fetches them from {w}", model.id)).unwrap_or_default();
+            return Err(format!("weights for {} are missing: model_index.json (looked in {}){pull}", model.id, looked.join(", ")));
         };
         let folder = &folder;
         let missing = missing_files(folder);

@@ -210,6 +210,32 @@ pub struct GenerateArgs {
 pub enum ModelsCommand {
     /// List catalog models and whether local weights are installed.
     List,
+    /// Download a model's weights from the Hugging Face Hub into the models
+    /// folder (`HF_TOKEN` for gated repos, `HF_ENDPOINT` for a mirror).
+    #[cfg(feature = "pull")]
+    Pull(PullArgs),
+}
+
+/// `models pull` options.
+#[cfg(feature = "pull")]
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// A catalog model id or alias (its `weights` repo is pulled), or any
+    /// Hub repo as `org/name`.
+    pub model: String,
+    /// Branch, tag or commit.
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+    /// Folder (and model id) under the models folder; default the catalog
+    /// id, or the repo's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Which copy of the weights to take where a repo has both.
+    #[arg(long, value_enum, default_value = "fp16")]
+    pub variant: crate::pull_plan::Variant,
+    /// For a repo of single-file checkpoints: the one to take.
+    #[arg(long)]
+    pub file: Option<String>,
 }
 
 /// `channels` subcommands.

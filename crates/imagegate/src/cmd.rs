@@ -5,6 +5,8 @@ mod channels;
 mod generate;
 mod keys;
 mod models;
+#[cfg(feature = "pull")]
+mod pull;
 mod serve;
 mod worker;
 

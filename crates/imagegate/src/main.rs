@@ -3,6 +3,10 @@
 mod cli;
 mod cmd;
 mod config;
+#[cfg(feature = "pull")]
+mod hub;
+#[cfg(feature = "pull")]
+mod pull_plan;
 mod telemetry;
 mod wiring;
 

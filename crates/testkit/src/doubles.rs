@@ -9,6 +9,7 @@
 pub mod bfl;
 pub mod dashscope;
 pub mod google;
+pub mod hf_hub;
 pub mod ideogram;
 pub mod instant;
 pub mod openai;

@@ -1,4 +1,5 @@
-//! `imagegate models list`: the catalog and what this machine can run.
+//! `imagegate models list`: the catalog and what this machine can run;
+//! `models pull` is in its own module.
 
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ pub async fn run(config: Config, cmd: ModelsCommand) -> anyhow::Result<()> {
                 println!("{:<40} {:<13} {local}", m.id, m.family.as_str());
             }
         }
+        #[cfg(feature = "pull")]
+        ModelsCommand::Pull(args) => super::pull::run(config, args).await?,
     }
     Ok(())
 }

@@ -7,4 +7,5 @@ mod conformance;
 mod crash;
 mod crash_ledger;
 mod demo;
+mod pull;
 mod server;
