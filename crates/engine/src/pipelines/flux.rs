@@ -57,6 +57,18 @@ pub struct FluxContext {
     guidance: Option<Tensor>,
 }
 
+impl FluxContext {
+    /// T5 hidden states `[B, L, D]`.
+    pub fn txt(&self) -> &Tensor {
+        &self.txt
+    }
+
+    /// CLIP pooled text `[B, P]`.
+    pub fn pooled(&self) -> &Tensor {
+        &self.pooled
+    }
+}
+
 impl FluxPipeline {
     /// Loads a FluxPipeline folder (diffusers components, or BFL's
     /// `flux1-*.safetensors` / `ae.safetensors` at its root) at `dtype`.

@@ -9,5 +9,6 @@ mod flux;
 mod img2img;
 mod lora;
 mod parity;
+mod parity_flux;
 mod sd;
 mod sd3;

@@ -1,0 +1,122 @@
+//! FLUX.1 parity with the reference implementation (diffusers'
+//! `FluxPipeline`), schnell and dev.
+//!
+//! [`write_flux_fixtures`] writes two tiny random-weight FLUX pipelines in the
+//! diffusers layout with the engine's own fixture writer (a diffusers
+//! `FluxTransformer2DModel` with split q/k/v, which the engine maps onto
+//! candle's BFL-layout model; a 16-channel `AutoencoderKL`; CLIP and T5 text
+//! encoders) and the engine's seeded initial latent. Then
+//! `tools/parity/make_flux_fixtures.py` loads each folder with
+//! `FluxPipeline.from_pretrained`, runs it from that latent and commits
+//! diffusers' text embeddings and decoded image. Here the engine runs the
+//! same folders through its real loader; the metric is the one of
+//! `parity.rs`: `max |engine - diffusers| / max |diffusers|`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use imagegate_core::{PromptPart, Sampler};
+use imagegate_engine::fixtures::{FluxVariant, TinyFlux, write_tiny_flux};
+use imagegate_engine::models::configs::read_json;
+use imagegate_engine::pipelines::flux::{FluxPipeline, encode_prompt};
+use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
+use imagegate_engine::samplers::{NoiseSource, SigmaSpacing};
+
+/// The seed of every image; `noise.safetensors` holds its initial latent.
+const SEED: u64 = 1234;
+const SIDE: usize = 64;
+/// `[16, 8, 8]`: 16 latent channels at 1/8 of 64 px.
+const LATENT: [usize; 3] = [16, SIDE / 8, SIDE / 8];
+/// Decoded images must agree to this relative error.
+const TOL: f64 = 1e-3;
+/// Text embeddings agree far tighter.
+const STAGE_TOL: f64 = 1e-4;
+const PROMPT: &str = "a photo of a red cat in the sky";
+
+/// The fixture pipelines: folder, variant, weight seed, steps, guidance.
+const CASES: [(&str, FluxVariant, u64, usize, f32); 2] = [("tiny-flux-schnell", FluxVariant::Schnell, 31, 4, 0.0), ("tiny-flux-dev", FluxVariant::Dev, 32, 6, 3.5)];
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity-flux")
+}
+
+fn load_tensors(path: PathBuf) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e} (docs/parity.md says how the fixtures are made)", path.display()))
+}
+
+fn engine_latent() -> Tensor {
+    NoiseSource::new(&[SEED]).randn(&LATENT, &Device::Cpu).unwrap()
+}
+
+/// Writes the folders and `noise.safetensors` for `tools/parity/make_flux_fixtures.py`.
+#[test]
+#[ignore = "writes the FLUX parity fixtures; run before tools/parity/make_flux_fixtures.py (docs/parity.md)"]
+fn write_flux_fixtures() {
+    for (name, variant, seed, steps, guidance) in CASES {
+        let dir = fixtures().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        write_tiny_flux(&dir, &TinyFlux { variant, seed, ..TinyFlux::default() }).unwrap();
+        let settings = serde_json::json!({"prompt": PROMPT, "seed": SEED, "width": SIDE, "height": SIDE, "steps": steps, "guidance": guidance});
+        std::fs::write(dir.join("parity_case.json"), settings.to_string()).unwrap();
+    }
+    let tensors = HashMap::from([("latent".to_string(), engine_latent())]);
+    candle_core::safetensors::save(&tensors, fixtures().join("noise.safetensors")).unwrap();
+}
+
+#[test]
+fn flux_noise_fixture_is_the_engines_seeded_latent() {
+    let committed = &load_tensors(fixtures().join("noise.safetensors"))["latent"];
+    let diff = (engine_latent() - committed).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(diff, 0.0, "NoiseSource no longer draws the committed latent; redo the fixtures");
+}
+
+fn rel_err(a: &Tensor, b: &Tensor) -> (f64, f64) {
+    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    let diff = (&a - &b).unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap();
+    let scale = b.abs().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap().max(1e-12);
+    (diff / scale, diff)
+}
+
+fn assert_close(what: &str, engine: &Tensor, diffusers: &Tensor, tol: f64) {
+    let (rel, abs) = rel_err(engine, diffusers);
+    println!("parity {what}: rel {rel:.3e} (max abs {abs:.3e})");
+    assert!(rel < tol, "{what}: engine differs from diffusers by rel {rel:.3e} (max abs {abs:.3e}), tolerance {tol:e}");
+}
+
+fn check(name: &str) {
+    let (_, _, _, steps, guidance) = CASES.into_iter().find(|c| c.0 == name).expect("a case");
+    let folder = fixtures().join(name);
+    let reference = load_tensors(folder.join("reference.safetensors"));
+    let case: serde_json::Value = read_json(&folder.join("parity_case.json")).unwrap();
+    assert_eq!(case["steps"].as_u64(), Some(steps as u64), "the committed reference was made with these settings");
+    let pipe = FluxPipeline::load(&folder, &Device::Cpu, DType::F32).expect("the diffusers folder loads");
+    let item = ImageRequest { prompt: vec![PromptPart { text: PROMPT.into(), weight: 1.0 }], negative: None, guidance, seed: SEED, init: None };
+
+    let context = encode_prompt(&pipe, std::slice::from_ref(&item)).unwrap();
+    assert_close(&format!("{name} T5 states"), context.txt(), &reference["prompt_embeds"], STAGE_TOL);
+    assert_close(&format!("{name} CLIP pooled"), context.pooled(), &reference["pooled_prompt_embeds"], STAGE_TOL);
+
+    let run = |item: ImageRequest, steps: usize| {
+        let req = BatchRequest { items: vec![item], width: SIDE, height: SIDE, steps, sampler: Sampler::FlowEuler, spacing: SigmaSpacing::Default, strength: None };
+        pipe.generate(&req, &mut |_, _| Ok(())).expect("generation runs").remove(0).unsqueeze(0).unwrap()
+    };
+    assert_close(&format!("{name} image"), &run(item.clone(), steps), &reference["image"], TOL);
+    // The comparison can fail: another seed, or one step fewer, lands far away.
+    for (what, other) in [("seed + 1", run(ImageRequest { seed: SEED + 1, ..item.clone() }, steps)), ("one step fewer", run(item, steps - 1))] {
+        let (rel, _) = rel_err(&other, &reference["image"]);
+        assert!(rel > 100.0 * TOL, "{name}: {what} is only {rel:.3e} from diffusers' image, so the check would not notice a wrong pipeline");
+    }
+}
+
+#[test]
+fn flux_schnell_end_to_end_matches_diffusers() {
+    check("tiny-flux-schnell");
+}
+
+#[test]
+fn flux_dev_end_to_end_matches_diffusers() {
+    check("tiny-flux-dev");
+}
