@@ -93,7 +93,7 @@ fn case(name: &str) -> Case {
 }
 
 /// `max |a - b| / max |b|` over all elements (b is the reference), and `max |a - b|`.
-fn rel_err(a: &Tensor, b: &Tensor) -> (f64, f64) {
+pub(crate) fn rel_err(a: &Tensor, b: &Tensor) -> (f64, f64) {
     let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
     let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
     assert_eq!(a.dims(), b.dims(), "shapes differ");
@@ -102,7 +102,7 @@ fn rel_err(a: &Tensor, b: &Tensor) -> (f64, f64) {
     (diff / scale, diff)
 }
 
-fn assert_close(what: &str, engine: &Tensor, diffusers: &Tensor, tol: f64) {
+pub(crate) fn assert_close(what: &str, engine: &Tensor, diffusers: &Tensor, tol: f64) {
     let (rel, abs) = rel_err(engine, diffusers);
     println!("parity {what}: rel {rel:.3e} (max abs {abs:.3e})");
     assert!(rel < tol, "{what}: engine differs from diffusers by rel {rel:.3e} (max abs {abs:.3e}), tolerance {tol:e}");

@@ -23,6 +23,8 @@ use imagegate_engine::pipelines::flux::{FluxPipeline, encode_prompt};
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
 use imagegate_engine::samplers::{NoiseSource, SigmaSpacing};
 
+use crate::parity::{assert_close, rel_err};
+
 /// The seed of every image; `noise.safetensors` holds its initial latent.
 const SEED: u64 = 1234;
 const SIDE: usize = 64;
@@ -69,21 +71,6 @@ fn flux_noise_fixture_is_the_engines_seeded_latent() {
     let committed = &load_tensors(fixtures().join("noise.safetensors"))["latent"];
     let diff = (engine_latent() - committed).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
     assert_eq!(diff, 0.0, "NoiseSource no longer draws the committed latent; redo the fixtures");
-}
-
-fn rel_err(a: &Tensor, b: &Tensor) -> (f64, f64) {
-    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    let diff = (&a - &b).unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap();
-    let scale = b.abs().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap().max(1e-12);
-    (diff / scale, diff)
-}
-
-fn assert_close(what: &str, engine: &Tensor, diffusers: &Tensor, tol: f64) {
-    let (rel, abs) = rel_err(engine, diffusers);
-    println!("parity {what}: rel {rel:.3e} (max abs {abs:.3e})");
-    assert!(rel < tol, "{what}: engine differs from diffusers by rel {rel:.3e} (max abs {abs:.3e}), tolerance {tol:e}");
 }
 
 fn check(name: &str) {
