@@ -10,5 +10,6 @@ mod img2img;
 mod lora;
 mod parity;
 mod parity_flux;
+mod parity_sdxl;
 mod sd;
 mod sd3;

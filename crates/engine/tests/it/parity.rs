@@ -53,7 +53,7 @@ fn model() -> PathBuf {
     fixtures().join("tiny-sd15")
 }
 
-fn load_tensors(path: PathBuf) -> HashMap<String, Tensor> {
+pub(crate) fn load_tensors(path: PathBuf) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -100,6 +100,13 @@ pub(crate) fn rel_err(a: &Tensor, b: &Tensor) -> (f64, f64) {
     let diff = (&a - &b).unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap();
     let scale = b.abs().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap().max(1e-12);
     (diff / scale, diff)
+}
+
+/// Asserts that `other` (the engine's image for another seed or fewer steps)
+/// is far from diffusers' image, so that a close match means something.
+pub(crate) fn assert_discriminates(what: &str, other: &Tensor, diffusers: &Tensor) {
+    let (rel, _) = rel_err(other, diffusers);
+    assert!(rel > 10.0 * TOL, "{what} is only {rel:.3e} from diffusers' image, so the check would not notice a wrong pipeline");
 }
 
 pub(crate) fn assert_close(what: &str, engine: &Tensor, diffusers: &Tensor, tol: f64) {

@@ -33,6 +33,18 @@ fn blend_pair(parts: &[((Tensor, Option<Tensor>), f32)]) -> Result<(Tensor, Opti
 }
 
 /// Stage `encode_prompt`: conditioning for each item at output size `(h, w)`.
+impl Context {
+    /// Hidden states `[B or 2B, S, D]`, negatives first when guided.
+    pub fn embeddings(&self) -> &Tensor {
+        &self.embeddings
+    }
+
+    /// SDXL's pooled text `[B or 2B, P]`.
+    pub fn pooled(&self) -> Option<&Tensor> {
+        self.pooled.as_ref()
+    }
+}
+
 pub fn encode_prompt(pipe: &SdPipeline, items: &[ImageRequest], (h, w): (usize, usize)) -> Result<Context> {
     let guided = items.iter().any(|i| i.guidance > 1.0);
     let mut pos = Vec::with_capacity(items.len());
