@@ -28,19 +28,19 @@ FIXTURES = ROOT / "crates/engine/tests/fixtures/parity-flux"
 CASES = ["tiny-flux-schnell", "tiny-flux-dev"]
 
 
-def t5_length(folder: Path) -> int:
-    config = json.loads((folder / "tokenizer_2/tokenizer_config.json").read_text())
+def t5_length(folder: Path, sub: str = "tokenizer_2") -> int:
+    config = json.loads((folder / sub / "tokenizer_config.json").read_text())
     return int(config["model_max_length"])
 
 
-def t5_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
+def t5_tokenizer(folder: Path, sub: str = "tokenizer_2") -> PreTrainedTokenizerFast:
     # The fixture's T5 vocabulary is word-level (a sentencepiece Unigram
     # cannot be built offline), which transformers' T5 tokenizer class
     # refuses; wrap it as a fast tokenizer that appends `</s>` as real T5
     # tokenizers do.
-    tok = Tokenizer.from_file(str(folder / "tokenizer_2/tokenizer.json"))
+    tok = Tokenizer.from_file(str(folder / sub / "tokenizer.json"))
     tok.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", model_max_length=t5_length(folder))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", model_max_length=t5_length(folder, sub))
 
 
 def run(name: str, latent: torch.Tensor) -> None:

@@ -4,6 +4,7 @@
 
 pub mod clip;
 pub mod configs;
+pub mod mmdit;
 pub mod unet;
 pub mod unet_blocks;
 pub mod vae_encoder;

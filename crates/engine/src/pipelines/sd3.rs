@@ -1,8 +1,10 @@
-//! Stable Diffusion 3 / 3.5 (large, medium, large-turbo) on candle's
-//! `mmdit::MMDiT`: CLIP-L and CLIP-G penultimate states side by side,
-//! zero-padded to T5's width and followed by T5's states; both CLIPs'
-//! projected pooled outputs; a 16-channel VAE; FLOW_EULER with the
-//! scheduler's shift; classifier-free guidance with negative prompts.
+//! Stable Diffusion 3 / 3.5 (large, medium, large-turbo) on our MMDiT
+//! (`models/mmdit.rs`, candle's blocks with a corrected last block):
+//! CLIP-L and CLIP-G penultimate states side by side, zero-padded to T5's
+//! width and followed by T5's states; both CLIPs' projected pooled outputs;
+//! a 16-channel VAE; FLOW_EULER on the scheduler's own shifted grid, as
+//! `StableDiffusion3Pipeline` walks it; classifier-free guidance with
+//! negative prompts.
 
 pub mod keys;
 mod load;
@@ -13,7 +15,6 @@ use std::sync::Mutex;
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use load::{load_transformer, load_vae, mmdit_config};
-use candle_transformers::models::mmdit::model::MMDiT;
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use candle_transformers::models::t5::{self, T5EncoderModel};
 use imagegate_core::Sampler;
@@ -25,7 +26,8 @@ use crate::lora::{self, LoraRef};
 use crate::models::clip::{ClipTextConfig, ClipTextEncoder};
 use crate::models::configs::{VaeFile, read_json};
 use crate::models::vae_encoder::VaeEncoder;
-use crate::samplers::flow_euler::{FlowShift, flow_sigmas};
+use crate::models::mmdit::Mmdit;
+use crate::samplers::flow_euler::{FlowShift, scheduler_flow_sigmas};
 use crate::samplers::{Denoiser, NoiseSource, SampleArgs, StepHook, sampler_for};
 use crate::tokenize::{ClipTokenizer, T5Tokenizer};
 
@@ -41,7 +43,7 @@ pub struct Sd3Pipeline {
     t5: Mutex<T5EncoderModel>,
     t5_dim: usize,
     /// Not `Send` (boxed blocks): the pipeline lives on the engine thread.
-    model: MMDiT,
+    model: Mmdit,
     vae: AutoEncoderKL,
     vae_encoder: VaeEncoder,
     vae_file: VaeFile,
@@ -57,6 +59,18 @@ pub struct Sd3Context {
     pooled: Tensor,
     /// Per-item guidance `[B, 1, 1, 1]`, `None` for the conditional pass only.
     guidance: Option<Tensor>,
+}
+
+impl Sd3Context {
+    /// Text states `[B or 2B, 77 + L, T5 width]`, negatives first when guided.
+    pub fn context(&self) -> &Tensor {
+        &self.context
+    }
+
+    /// Pooled CLIP text `[B or 2B, L + G]`.
+    pub fn pooled(&self) -> &Tensor {
+        &self.pooled
+    }
 }
 
 impl Sd3Pipeline {
@@ -87,7 +101,7 @@ impl Sd3Pipeline {
         let t5_tokenizer = T5Tokenizer::load(&folder.join("tokenizer_3"), t5_len)?;
         let tensors = load_transformer(folder, loras)?;
         let cfg = mmdit_config(&tensors)?;
-        let model = MMDiT::new(&cfg, false, VarBuilder::from_tensors(tensors, MMDIT_DTYPE, device))?;
+        let model = Mmdit::new(&cfg, VarBuilder::from_tensors(tensors, MMDIT_DTYPE, device))?;
         let (vae_file, vae_vb) = load_vae(folder, device)?;
         let vae = AutoEncoderKL::new(vae_vb.clone(), vae_file.in_channels, vae_file.out_channels, vae_file.to_candle())?;
         let vae_encoder = VaeEncoder::new(vae_vb, &vae_file)?;
@@ -107,7 +121,9 @@ impl Sd3Pipeline {
             return Err(EngineError::invalid("size", format!("width and height must be positive multiples of {f} for SD3")));
         }
         let context = encode_prompt(self, &req.items)?;
-        let mut sigmas = flow_sigmas(req.steps, self.shift.shift_for(0));
+        // StableDiffusion3Pipeline walks its scheduler's own grid (not
+        // FLUX's linspace), so the same seed draws what diffusers draws.
+        let mut sigmas = scheduler_flow_sigmas(req.steps, self.shift.shift_for(0), self.shift.num_train_timesteps);
         let mut noise = NoiseSource::new(&req.items.iter().map(|i| i.seed).collect::<Vec<_>>());
         let (h, w) = (req.height / self.vae_file.downscale(), req.width / self.vae_file.downscale());
         let latents = match req.strength {
@@ -126,6 +142,15 @@ impl Sd3Pipeline {
         let mut args = SampleArgs { denoiser: &mut denoiser, noise: &mut noise, on_step };
         let latents = sampler.sample(latents, &sigmas, &mut args)?;
         split_batch(&decode(self, &latents)?)
+    }
+
+    /// One transformer call on every row of `context` (no guidance
+    /// combination): the velocity `[rows, C, h, w]` in f32, for stage-by-stage
+    /// comparisons with other implementations.
+    pub fn velocity(&self, x: &Tensor, sigma: f64, context: &Sd3Context) -> Result<Tensor> {
+        let rows = context.context.dim(0)?;
+        let t = Tensor::full((sigma * 1000.0) as f32, rows, &self.device)?;
+        Ok(self.model.forward(&x.to_dtype(MMDIT_DTYPE)?, &t, &context.pooled, &context.context)?.to_dtype(DType::F32)?)
     }
 
     /// One text's context `[77 + L, T5 width]` and pooled `[L + G]`, in f32.
@@ -203,7 +228,7 @@ impl Denoiser for Sd3Denoiser<'_> {
         let input = if c.guidance.is_some() { Tensor::cat(&[x, x], 0)? } else { x.clone() };
         // The SAI model is trained on timesteps sigma · 1000.
         let t = Tensor::full((sigma * 1000.0) as f32, rows, &self.pipe.device)?;
-        let v = self.pipe.model.forward(&input.to_dtype(MMDIT_DTYPE)?, &t, &c.pooled, &c.context, None)?.to_dtype(DType::F32)?;
+        let v = self.pipe.model.forward(&input.to_dtype(MMDIT_DTYPE)?, &t, &c.pooled, &c.context)?.to_dtype(DType::F32)?;
         let v = match &c.guidance {
             None => v,
             Some(g) => {

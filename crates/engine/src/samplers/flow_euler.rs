@@ -86,6 +86,9 @@ pub struct FlowShift {
     /// Token count of `max_shift`.
     #[serde(default = "max_len")]
     pub max_image_seq_len: usize,
+    /// Training timesteps: the scheduler's own grid ends at `1 / this`.
+    #[serde(default = "train_steps")]
+    pub num_train_timesteps: usize,
 }
 
 fn one() -> f64 {
@@ -103,11 +106,14 @@ fn base_len() -> usize {
 fn max_len() -> usize {
     4096
 }
+fn train_steps() -> usize {
+    1000
+}
 
 impl FlowShift {
     /// A constant shift.
     pub fn constant(shift: f64) -> Self {
-        Self { shift, use_dynamic_shifting: false, base_shift: half(), max_shift: max_shift(), base_image_seq_len: base_len(), max_image_seq_len: max_len() }
+        Self { shift, use_dynamic_shifting: false, base_shift: half(), max_shift: max_shift(), base_image_seq_len: base_len(), max_image_seq_len: max_len(), num_train_timesteps: train_steps() }
     }
 
     /// FLUX dev's resolution-dependent shift with diffusers' defaults.

@@ -11,5 +11,6 @@ mod lora;
 mod parity;
 mod parity_flux;
 mod parity_sdxl;
+mod parity_sd3;
 mod sd;
 mod sd3;

@@ -8,7 +8,13 @@ use std::collections::HashMap;
 use candle_core::Tensor;
 
 use crate::error::{EngineError, Result};
-use crate::pipelines::flux::keys::{LINEAR, RMS, Rule, count_blocks, fuse, rule, split};
+use crate::pipelines::flux::keys::{LINEAR, Rule, count_blocks, fuse, rule, split};
+
+/// SD 3.5's q/k RMS norms are `ln_q.weight` in the SAI layout (which candle's
+/// MMDiT reads, and uses only when it finds `ln_k.weight`), not FLUX's
+/// `query_norm.scale`: with FLUX's pair a diffusers folder's norms became
+/// `ln_q.scale` and were silently left out of the model.
+const RMS: &[(&str, &str)] = &[("weight", "weight")];
 
 /// The rules for `depth` joint blocks; the last block's context stream only
 /// makes q/k/v, and its modulation is a continuous norm (halves swapped).

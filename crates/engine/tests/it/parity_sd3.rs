@@ -1,0 +1,97 @@
+//! SD 3.x parity with diffusers' `StableDiffusion3Pipeline`: the engine's
+//! fixture writer makes a tiny random-weight SD3 pipeline in the diffusers
+//! layout (two CLIP encoders and T5, an `SD3Transformer2DModel`, a
+//! 16-channel VAE with SD3's scaling and shift), diffusers loads it with
+//! `from_pretrained` and runs it from the engine's seeded latent
+//! (`tools/parity/make_sd3_fixtures.py`), and the engine runs the same folder
+//! through its real loader. The engine runs the transformer in f16 (candle's
+//! MMDiT timestep embedder emits f16) where diffusers runs f32, so the
+//! tolerances here are f16's, not the f32 pipelines'. See docs/parity.md.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use imagegate_core::{PromptPart, Sampler};
+use imagegate_engine::fixtures::{TinySd3, write_tiny_sd3_with};
+use imagegate_engine::models::configs::read_json;
+use imagegate_engine::pipelines::sd3::{Sd3Pipeline, encode_prompt};
+use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
+use imagegate_engine::samplers::{NoiseSource, SigmaSpacing};
+
+use crate::parity::{assert_close, load_tensors, rel_err};
+
+const SEED: u64 = 1234;
+const SIDE: usize = 64;
+const STEPS: usize = 4;
+const GUIDANCE: f32 = 5.0;
+/// The transformer runs in f16 here and f32 in diffusers.
+const TOL: f64 = 1e-2;
+/// Text states: f32 encoders, rounded to f16 for the transformer.
+const STAGE_TOL: f64 = 1e-3;
+const PROMPT: &str = "a photo of a red cat in the sky";
+const NEGATIVE: &str = "blue dog";
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity-sd3")
+}
+
+fn model() -> PathBuf {
+    fixtures().join("tiny-sd3")
+}
+
+fn engine_latent() -> Tensor {
+    NoiseSource::new(&[SEED]).randn(&[16, SIDE / 8, SIDE / 8], &Device::Cpu).unwrap()
+}
+
+/// Writes the folder, the settings and `noise.safetensors` for `tools/parity/make_sd3_fixtures.py`.
+#[test]
+#[ignore = "writes the SD3 parity fixtures; run before tools/parity/make_sd3_fixtures.py (docs/parity.md)"]
+fn write_sd3_fixtures() {
+    let _ = std::fs::remove_dir_all(fixtures());
+    write_tiny_sd3_with(&model(), &TinySd3 { seed: 51, ..TinySd3::default() }).unwrap();
+    let settings = serde_json::json!({"prompt": PROMPT, "negative": NEGATIVE, "seed": SEED, "width": SIDE, "height": SIDE, "steps": STEPS, "guidance": GUIDANCE});
+    std::fs::write(fixtures().join("parity_case.json"), serde_json::to_string_pretty(&settings).unwrap()).unwrap();
+    let tensors = HashMap::from([("latent".to_string(), engine_latent())]);
+    candle_core::safetensors::save(&tensors, fixtures().join("noise.safetensors")).unwrap();
+}
+
+#[test]
+fn sd3_noise_fixture_is_the_engines_seeded_latent() {
+    let committed = &load_tensors(fixtures().join("noise.safetensors"))["latent"];
+    let (_, abs) = rel_err(&engine_latent(), committed);
+    assert_eq!(abs, 0.0, "NoiseSource no longer draws the committed latent; redo the fixtures");
+}
+
+#[test]
+fn sd3_end_to_end_matches_diffusers() {
+    let settings: serde_json::Value = read_json(&fixtures().join("parity_case.json")).unwrap();
+    assert_eq!(settings["steps"].as_u64(), Some(STEPS as u64), "the committed reference was made with these settings");
+    let reference = load_tensors(fixtures().join("reference.safetensors"));
+    let pipe = Sd3Pipeline::load(&model(), &Device::Cpu, DType::F32).expect("the diffusers folder loads");
+    let item = ImageRequest { prompt: vec![PromptPart { text: PROMPT.into(), weight: 1.0 }], negative: Some(NEGATIVE.into()), guidance: GUIDANCE, seed: SEED, init: None };
+
+    // Rows: negative first, as diffusers concatenates them.
+    let context = encode_prompt(&pipe, std::slice::from_ref(&item)).unwrap();
+    assert_close("sd3 text states", context.context(), &reference["prompt_embeds"], STAGE_TOL);
+    assert_close("sd3 pooled text", context.pooled(), &reference["pooled_prompt_embeds"], STAGE_TOL);
+
+    let latent = load_tensors(fixtures().join("noise.safetensors"))["latent"].clone();
+    let rows = Tensor::cat(&[&latent, &latent], 0).unwrap();
+    assert_close("sd3 first transformer call (f16 here)", &pipe.velocity(&rows, 1.0, &context).unwrap(), &reference["first_call"], TOL);
+    assert_close("sd3 VAE decode", &imagegate_engine::pipelines::sd3::decode(&pipe, &latent).unwrap(), &reference["decoded_latent"], STAGE_TOL);
+
+    let run = |item: ImageRequest, steps: usize| {
+        let req = BatchRequest { items: vec![item], width: SIDE, height: SIDE, steps, sampler: Sampler::FlowEuler, spacing: SigmaSpacing::Default, strength: None };
+        pipe.generate(&req, &mut |_, _| Ok(())).expect("generation runs").remove(0).unsqueeze(0).unwrap()
+    };
+    let image = run(item.clone(), STEPS);
+    assert_close("sd3 image", &image, &reference["image"], TOL);
+    // The comparison can fail: another seed, or one step fewer, must land
+    // ten times further from diffusers' image than the engine's own does.
+    let (rel, _) = rel_err(&image, &reference["image"]);
+    for (what, other) in [("seed + 1", run(ImageRequest { seed: SEED + 1, ..item.clone() }, STEPS)), ("one step fewer", run(item, STEPS - 1))] {
+        let (far, _) = rel_err(&other, &reference["image"]);
+        assert!(far > 10.0 * rel.max(1e-3), "sd3: {what} is only {far:.3e} from diffusers' image against the engine's {rel:.3e}");
+    }
+}
