@@ -224,11 +224,16 @@ def train_unet(latents, ids, empty_ids, vocab_size, args, start_from=None):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             cond = te(tokens).last_hidden_state
             pred = unet(xt, t, encoder_hidden_states=cond).sample.float()
-        # Min-SNR-5 weights, in the form for each target.
+        # Min-SNR-5 weights, in the form for each target; "uniform" keeps the
+        # plain loss on the target, which for v-prediction still weights the
+        # noisiest steps (where the text alone must set the layout) about
+        # 1, where min-SNR gives them about SNR, nearly 0.
         if args.prediction == "v_prediction":
             target, weight = sched.get_velocity(x0, noise, t), torch.clamp(snr[t], max=5.0) / (snr[t] + 1)
         else:
             target, weight = noise, torch.clamp(snr[t], max=5.0) / snr[t]
+        if args.loss_weighting == "uniform":
+            weight = torch.ones_like(weight)
         loss = (weight.view(-1, 1, 1, 1) * (pred - target) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -297,6 +302,7 @@ def main() -> None:
     ap.add_argument("--decoder-steps", type=int, default=600)
     ap.add_argument("--decoder-lr", type=float, default=1e-3)
     ap.add_argument("--decoder-only", type=Path, help="only fine-tune the decoder of this saved pipeline, in place")
+    ap.add_argument("--loss-weighting", choices=["min-snr5", "uniform"], default="min-snr5", help="per-timestep loss weights of the UNet stage")
     ap.add_argument("--resume", type=Path, help="train the UNet and text encoder of this saved pipeline further (its VAE and tokenizer are kept)")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast for the UNet stage")
     ap.add_argument("--unet-channels", type=int, nargs="+", default=[64, 128, 192], help="one width per UNet block, each block halving the side")
