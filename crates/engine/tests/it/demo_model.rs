@@ -162,7 +162,6 @@ fn analyse(img: &image::RgbImage, size: usize) -> (usize, Option<usize>, Option<
 }
 
 #[tokio::test]
-#[ignore = "the committed checkpoint passes 1 of 20 (models/imagegate-demo/README.md); un-ignore once a trained one passes"]
 async fn the_demo_model_draws_held_out_captions_as_asked() {
     let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
     let catalog = Catalog::builtin();
