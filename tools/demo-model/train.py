@@ -11,7 +11,8 @@ Stages, all from one seed:
    picture once and set `scaling_factor` so latents have unit variance;
 4. train the UNet and the text encoder together on the latents with the
    v-prediction objective (`--prediction`; epsilon gave noise at 16 latent
-   channels), min-SNR weighting, 10% empty captions (for classifier-free
+   channels), the plain v loss at every timestep (`--loss-weighting`:
+   min-SNR-5 starved the layout-deciding noisiest steps), 10% empty captions (for classifier-free
    guidance) and an EMA of both; `--resume DIR` trains a saved pipeline's
    UNet and text encoder further;
 5. fine-tune the decoder with the encoder frozen (the UNet's latents stay
@@ -302,7 +303,7 @@ def main() -> None:
     ap.add_argument("--decoder-steps", type=int, default=600)
     ap.add_argument("--decoder-lr", type=float, default=1e-3)
     ap.add_argument("--decoder-only", type=Path, help="only fine-tune the decoder of this saved pipeline, in place")
-    ap.add_argument("--loss-weighting", choices=["min-snr5", "uniform"], default="min-snr5", help="per-timestep loss weights of the UNet stage")
+    ap.add_argument("--loss-weighting", choices=["min-snr5", "uniform"], default="uniform", help="per-timestep loss weights of the UNet stage (the shipped checkpoint's first two stages used min-snr5)")
     ap.add_argument("--resume", type=Path, help="train the UNet and text encoder of this saved pipeline further (its VAE and tokenizer are kept)")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast for the UNet stage")
     ap.add_argument("--unet-channels", type=int, nargs="+", default=[64, 128, 192], help="one width per UNet block, each block halving the side")
