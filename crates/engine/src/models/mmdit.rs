@@ -8,13 +8,15 @@
 //! 0.11.1's `ContextQkvOnlyJointBlock` builds its projections without them,
 //! so every SD 3.5 image was off (one transformer call of the parity fixture
 //! moved by rel 0.13, exactly what dropping those norms in diffusers does;
-//! docs/parity.md). The other blocks, embedders and the final layer are
-//! candle's own.
+//! docs/parity.md). The timestep embedder is ours too: candle's always
+//! emits f16, which tied the whole transformer to f16; ours follows the
+//! weights' dtype (f32 on a CPU). The other blocks, embedders and the final
+//! layer are candle's own.
 
 use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Linear, RmsNorm, VarBuilder};
 use candle_transformers::models::mmdit::blocks::{DiTBlock, FinalLayer, JointBlock, LayerNormNoAffine, MMDiTJointBlock, MMDiTXJointBlock};
-use candle_transformers::models::mmdit::embedding::{PatchEmbedder, PositionEmbedder, TimestepEmbedder, Unpatchifier, VectorEmbedder};
+use candle_transformers::models::mmdit::embedding::{PatchEmbedder, PositionEmbedder, Unpatchifier, VectorEmbedder};
 use candle_transformers::models::mmdit::model::Config;
 use candle_transformers::models::mmdit::projections::Qkv;
 
@@ -64,8 +66,7 @@ impl Mmdit {
     pub fn forward(&self, x: &Tensor, t: &Tensor, y: &Tensor, context: &Tensor) -> Result<Tensor> {
         let (h, w) = (x.dim(D::Minus2)?, x.dim(D::Minus1)?);
         let mut xs = self.patch.forward(x)?.broadcast_add(&self.positions.get_cropped_pos_embed(h, w)?)?;
-        // candle's timestep embedder takes f32 timesteps and emits f16.
-        let c = (self.timestep.forward(t)?.to_dtype(xs.dtype())? + self.pooled.forward(y)?)?;
+        let c = (self.timestep.forward(t, xs.dtype())? + self.pooled.forward(y)?)?;
         let mut context = self.context_in.forward(context)?;
         for block in &self.blocks {
             (context, xs) = block.forward(&context, &xs, &c)?;
@@ -73,6 +74,28 @@ impl Mmdit {
         let xs = self.last.forward(&context, &xs, &c)?;
         let xs = self.final_layer.forward(&xs, &c)?;
         self.unpatchifier.unpatchify(&xs, h, w)?.narrow(2, 0, h)?.narrow(3, 0, w)
+    }
+}
+
+/// Timesteps `[B]` (f32) → sinusoidal features (cos half first, periods up
+/// to 10,000, as SD3 was trained) → a two-layer SiLU MLP in the model's dtype.
+struct TimestepEmbedder {
+    fc1: Linear,
+    fc2: Linear,
+    features: usize,
+}
+
+impl TimestepEmbedder {
+    fn new(hidden: usize, features: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { fc1: candle_nn::linear(features, hidden, vb.pp("mlp.0"))?, fc2: candle_nn::linear(hidden, hidden, vb.pp("mlp.2"))?, features })
+    }
+
+    fn forward(&self, t: &Tensor, dtype: DType) -> Result<Tensor> {
+        let half = self.features / 2;
+        let freqs = (Tensor::arange(0u32, half as u32, t.device())?.to_dtype(DType::F32)? * (-(10_000f64.ln()) / half as f64))?.exp()?;
+        let args = t.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&freqs.unsqueeze(0)?)?;
+        let features = Tensor::cat(&[args.cos()?, args.sin()?], 1)?.to_dtype(dtype)?;
+        self.fc2.forward(&candle_nn::ops::silu(&self.fc1.forward(&features)?)?)
     }
 }
 

@@ -31,9 +31,6 @@ use crate::samplers::flow_euler::{FlowShift, scheduler_flow_sigmas};
 use crate::samplers::{Denoiser, NoiseSource, SampleArgs, StepHook, sampler_for};
 use crate::tokenize::{ClipTokenizer, T5Tokenizer};
 
-/// candle 0.11.1's MMDiT timestep embedder always emits f16, so the
-/// transformer must run in f16 whatever the engine's dtype.
-const MMDIT_DTYPE: DType = DType::F16;
 
 /// A loaded SD3 / SD3.5 pipeline.
 pub struct Sd3Pipeline {
@@ -48,6 +45,8 @@ pub struct Sd3Pipeline {
     vae_encoder: VaeEncoder,
     vae_file: VaeFile,
     shift: FlowShift,
+    /// The transformer's dtype: the engine's (f32 on a CPU, f16 on a GPU).
+    dtype: DType,
     device: Device,
 }
 
@@ -101,14 +100,14 @@ impl Sd3Pipeline {
         let t5_tokenizer = T5Tokenizer::load(&folder.join("tokenizer_3"), t5_len)?;
         let tensors = load_transformer(folder, loras)?;
         let cfg = mmdit_config(&tensors)?;
-        let model = Mmdit::new(&cfg, VarBuilder::from_tensors(tensors, MMDIT_DTYPE, device))?;
+        let model = Mmdit::new(&cfg, VarBuilder::from_tensors(tensors, dtype, device))?;
         let (vae_file, vae_vb) = load_vae(folder, device)?;
         let vae = AutoEncoderKL::new(vae_vb.clone(), vae_file.in_channels, vae_file.out_channels, vae_file.to_candle())?;
         let vae_encoder = VaeEncoder::new(vae_vb, &vae_file)?;
         let sched = folder.join("scheduler/scheduler_config.json");
         let shift = if sched.is_file() { read_json(&sched)? } else { FlowShift::constant(3.0) };
         tracing::info!(folder = %folder.display(), depth = cfg.depth, "loaded SD3 pipeline");
-        Ok(Self { clips, t5_tokenizer, t5: Mutex::new(t5), t5_dim: t5_cfg.d_model, model, vae, vae_encoder, vae_file, shift, device: device.clone() })
+        Ok(Self { clips, t5_tokenizer, t5: Mutex::new(t5), t5_dim: t5_cfg.d_model, model, vae, vae_encoder, vae_file, shift, dtype, device: device.clone() })
     }
 
     /// Runs a batch; one `[3, H, W]` f32 image in `[0, 1]` per item.
@@ -150,7 +149,7 @@ impl Sd3Pipeline {
     pub fn velocity(&self, x: &Tensor, sigma: f64, context: &Sd3Context) -> Result<Tensor> {
         let rows = context.context.dim(0)?;
         let t = Tensor::full((sigma * 1000.0) as f32, rows, &self.device)?;
-        Ok(self.model.forward(&x.to_dtype(MMDIT_DTYPE)?, &t, &context.pooled, &context.context)?.to_dtype(DType::F32)?)
+        Ok(self.model.forward(&x.to_dtype(self.dtype)?, &t, &context.pooled, &context.context)?.to_dtype(DType::F32)?)
     }
 
     /// One text's context `[77 + L, T5 width]` and pooled `[L + G]`, in f32.
@@ -195,8 +194,8 @@ pub fn encode_prompt(pipe: &Sd3Pipeline, items: &[ImageRequest]) -> Result<Sd3Co
         }
     }
     let rows = [neg, pos].concat();
-    let context = Tensor::stack(&rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), 0)?.to_dtype(MMDIT_DTYPE)?;
-    let pooled = Tensor::stack(&rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(), 0)?.to_dtype(MMDIT_DTYPE)?;
+    let context = Tensor::stack(&rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), 0)?.to_dtype(pipe.dtype)?;
+    let pooled = Tensor::stack(&rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>(), 0)?.to_dtype(pipe.dtype)?;
     let guidance = if guided {
         let g: Vec<f32> = items.iter().map(|i| i.guidance.max(1.0)).collect();
         Some(Tensor::from_vec(g, (items.len(), 1, 1, 1), &pipe.device)?)
@@ -228,7 +227,7 @@ impl Denoiser for Sd3Denoiser<'_> {
         let input = if c.guidance.is_some() { Tensor::cat(&[x, x], 0)? } else { x.clone() };
         // The SAI model is trained on timesteps sigma · 1000.
         let t = Tensor::full((sigma * 1000.0) as f32, rows, &self.pipe.device)?;
-        let v = self.pipe.model.forward(&input.to_dtype(MMDIT_DTYPE)?, &t, &c.pooled, &c.context)?.to_dtype(DType::F32)?;
+        let v = self.pipe.model.forward(&input.to_dtype(self.pipe.dtype)?, &t, &c.pooled, &c.context)?.to_dtype(DType::F32)?;
         let v = match &c.guidance {
             None => v,
             Some(g) => {
