@@ -99,14 +99,15 @@ impl TimestepEmbedder {
     }
 }
 
-/// The last joint block: a full image block, and a context stream that
-/// only contributes (RMS-normalised, when the checkpoint has the norms)
-/// keys and values.
+/// The last joint block: a full image block, and a context stream whose
+/// outputs nobody reads, so it only makes the keys (RMS-normalised when the
+/// checkpoint has `ln_k`) and values the image tokens attend to. Its
+/// queries, and so `ln_q`, would only shape those unread outputs.
 struct LastJointBlock {
     x_block: DiTBlock,
     context_modulation: Linear,
     context_qkv: Linear,
-    context_norms: Option<(RmsNorm, RmsNorm)>,
+    context_ln_k: Option<RmsNorm>,
     heads: usize,
     head_dim: usize,
 }
@@ -115,23 +116,20 @@ impl LastJointBlock {
     fn new(hidden: usize, heads: usize, vb: VarBuilder) -> Result<Self> {
         let head_dim = hidden / heads;
         let ctx = vb.pp("context_block");
-        let context_norms = if ctx.contains_tensor("attn.ln_k.weight") {
-            Some((candle_nn::rms_norm(head_dim, 1e-6, ctx.pp("attn.ln_q"))?, candle_nn::rms_norm(head_dim, 1e-6, ctx.pp("attn.ln_k"))?))
-        } else {
-            None
-        };
+        let context_ln_k = if ctx.contains_tensor("attn.ln_k.weight") { Some(candle_nn::rms_norm(head_dim, 1e-6, ctx.pp("attn.ln_k"))?) } else { None };
         Ok(Self {
             x_block: DiTBlock::new(hidden, heads, vb.pp("x_block"))?,
             // Two modulations (shift, scale): the stream ends at attention.
             context_modulation: candle_nn::linear(hidden, 2 * hidden, ctx.pp("adaLN_modulation.1"))?,
             context_qkv: candle_nn::linear(hidden, 3 * hidden, ctx.pp("attn.qkv"))?,
-            context_norms,
+            context_ln_k,
             heads,
             head_dim,
         })
     }
 
-    fn context_qkv(&self, context: &Tensor, c: &Tensor) -> Result<Qkv> {
+    /// The context's keys and values, `[B, heads, S_ctx, head_dim]` each.
+    fn context_kv(&self, context: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
         let m = self.context_modulation.forward(&candle_nn::ops::silu(c)?)?.chunk(2, D::Minus1)?;
         let (shift, scale) = (m[0].unsqueeze(1)?, m[1].unsqueeze(1)?);
         let normed = LayerNormNoAffine::new(1e-6).forward(context)?;
@@ -139,34 +137,32 @@ impl LastJointBlock {
         let (b, s, _) = modulated.dims3()?;
         // SAI's fused projection is q, k, v one after another, each `heads × head_dim`.
         let qkv = self.context_qkv.forward(&modulated)?.reshape((b, s, 3, self.heads, self.head_dim))?;
-        let (mut q, mut k, v) = (qkv.get_on_dim(2, 0)?, qkv.get_on_dim(2, 1)?, qkv.get_on_dim(2, 2)?);
-        if let Some((ln_q, ln_k)) = &self.context_norms {
-            (q, k) = (ln_q.forward(&q)?, ln_k.forward(&k)?);
+        let mut k = qkv.get_on_dim(2, 1)?;
+        if let Some(ln_k) = &self.context_ln_k {
+            k = ln_k.forward(&k)?;
         }
-        Ok(Qkv { q: q.reshape((b, s, ()))?, k: k.reshape((b, s, ()))?, v })
+        Ok((k.transpose(1, 2)?.contiguous()?, qkv.get_on_dim(2, 2)?.transpose(1, 2)?.contiguous()?))
     }
 
     fn forward(&self, context: &Tensor, x: &Tensor, c: &Tensor) -> Result<Tensor> {
-        let ctx = self.context_qkv(context, c)?;
+        let (ctx_k, ctx_v) = self.context_kv(context, c)?;
         let (xq, interm) = self.x_block.pre_attention(x, c)?;
-        let x_attn = self.joint_attention_for_x(&ctx, &xq)?;
+        let x_attn = self.image_attention(&xq, &ctx_k, &ctx_v)?;
         self.x_block.post_attention(&x_attn, x, &interm)
     }
 
-    /// Attention over context and image tokens together; only the image
-    /// tokens' outputs `[B, S_x, hidden]` are kept.
-    fn joint_attention_for_x(&self, ctx: &Qkv, x: &Qkv) -> Result<Tensor> {
-        let (b, s_ctx, _) = ctx.q.dims3()?;
-        let s_x = x.q.dim(1)?;
-        let heads = |t: &Tensor, s: usize| t.reshape((b, s, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
-        let q = Tensor::cat(&[heads(&ctx.q, s_ctx)?, heads(&x.q, s_x)?], 2)?;
-        let k = Tensor::cat(&[heads(&ctx.k, s_ctx)?, heads(&x.k, s_x)?], 2)?;
-        let v = Tensor::cat(&[heads(&ctx.v, s_ctx)?, heads(&x.v, s_x)?], 2)?;
+    /// The image tokens' attention over context and image keys together:
+    /// `[B, S_x, hidden]`.
+    fn image_attention(&self, x: &Qkv, ctx_k: &Tensor, ctx_v: &Tensor) -> Result<Tensor> {
+        let (b, s_x, _) = x.q.dims3()?;
+        let heads = |t: &Tensor| t.reshape((b, s_x, self.heads, self.head_dim))?.transpose(1, 2)?.contiguous();
+        let q = heads(&x.q)?;
+        let k = Tensor::cat(&[ctx_k, &heads(&x.k)?], 2)?;
+        let v = Tensor::cat(&[ctx_v, &heads(&x.v)?], 2)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         // Scores in f32: f16 softmax over long sequences loses the small weights.
         let scores = (q.to_dtype(DType::F32)?.matmul(&k.to_dtype(DType::F32)?.t()?)? * scale)?;
         let weights = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
-        let out = weights.matmul(&v)?.transpose(1, 2)?;
-        out.narrow(1, s_ctx, s_x)?.reshape((b, s_x, ()))
+        weights.matmul(&v)?.transpose(1, 2)?.reshape((b, s_x, ()))
     }
 }

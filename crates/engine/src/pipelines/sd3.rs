@@ -144,10 +144,11 @@ impl Sd3Pipeline {
     }
 
     /// One transformer call on every row of `context` (no guidance
-    /// combination): the velocity `[rows, C, h, w]` in f32, for stage-by-stage
-    /// comparisons with other implementations.
+    /// combination): the velocity `[rows, C, h, w]` in f32. The denoiser
+    /// combines its rows; tests compare it stage by stage with diffusers.
     pub fn velocity(&self, x: &Tensor, sigma: f64, context: &Sd3Context) -> Result<Tensor> {
         let rows = context.context.dim(0)?;
+        // The SAI model is trained on timesteps sigma · 1000.
         let t = Tensor::full((sigma * 1000.0) as f32, rows, &self.device)?;
         Ok(self.model.forward(&x.to_dtype(self.dtype)?, &t, &context.pooled, &context.context)?.to_dtype(DType::F32)?)
     }
@@ -223,11 +224,8 @@ struct Sd3Denoiser<'a> {
 impl Denoiser for Sd3Denoiser<'_> {
     fn denoise(&mut self, x: &Tensor, sigma: f64) -> Result<Tensor> {
         let c = &self.context;
-        let rows = c.context.dim(0)?;
         let input = if c.guidance.is_some() { Tensor::cat(&[x, x], 0)? } else { x.clone() };
-        // The SAI model is trained on timesteps sigma · 1000.
-        let t = Tensor::full((sigma * 1000.0) as f32, rows, &self.pipe.device)?;
-        let v = self.pipe.model.forward(&input.to_dtype(self.pipe.dtype)?, &t, &c.pooled, &c.context)?.to_dtype(DType::F32)?;
+        let v = self.pipe.velocity(&input, sigma, c)?;
         let v = match &c.guidance {
             None => v,
             Some(g) => {
