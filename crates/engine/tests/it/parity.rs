@@ -17,7 +17,7 @@
 //! covered.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use candle_core::{DType, Device, Tensor};
@@ -107,6 +107,40 @@ pub(crate) fn rel_err(a: &Tensor, b: &Tensor) -> (f64, f64) {
 pub(crate) fn assert_discriminates(what: &str, other: &Tensor, diffusers: &Tensor) {
     let (rel, _) = rel_err(other, diffusers);
     assert!(rel > 10.0 * TOL, "{what} is only {rel:.3e} from diffusers' image, so the check would not notice a wrong pipeline");
+}
+
+/// The seeded latent `[1, C, h, w]` the FLUX, SDXL and SD3 fixtures start
+/// from (`shape` is `[C, h, w]`).
+pub(crate) fn seeded_latent(shape: &[usize]) -> Tensor {
+    NoiseSource::new(&[SEED]).randn(shape, &Device::Cpu).unwrap()
+}
+
+/// Writes `dir/noise.safetensors` (key `latent`) for a fixture script.
+pub(crate) fn save_latent(dir: &Path, shape: &[usize]) {
+    let tensors = HashMap::from([("latent".to_string(), seeded_latent(shape))]);
+    candle_core::safetensors::save(&tensors, dir.join("noise.safetensors")).unwrap();
+}
+
+/// Asserts `dir/noise.safetensors` is what the engine draws today: diffusers
+/// started from exactly these values.
+pub(crate) fn assert_committed_latent(dir: &Path, shape: &[usize]) {
+    let committed = &load_tensors(dir.join("noise.safetensors"))["latent"];
+    let (_, abs) = rel_err(&seeded_latent(shape), committed);
+    assert_eq!(abs, 0.0, "NoiseSource no longer draws the committed latent; redo the fixtures");
+}
+
+/// Generates `item` at `side`² with `sampler` for `steps` and asserts the
+/// image is within [`TOL`] of diffusers'; the same item with another seed,
+/// or one step fewer, must land far away (so the match means something).
+pub(crate) fn check_image(what: &str, generate: impl Fn(&BatchRequest) -> Vec<Tensor>, sampler: Sampler, side: usize, item: &ImageRequest, steps: usize, diffusers: &Tensor) {
+    let run = |item: ImageRequest, steps: usize| {
+        let req = BatchRequest { items: vec![item], width: side, height: side, steps, sampler, spacing: SigmaSpacing::Default, strength: None };
+        generate(&req).remove(0).unsqueeze(0).unwrap()
+    };
+    assert_close(&format!("{what} image"), &run(item.clone(), steps), diffusers, TOL);
+    for (why, other) in [("seed + 1", run(ImageRequest { seed: item.seed + 1, ..item.clone() }, steps)), ("one step fewer", run(item.clone(), steps - 1))] {
+        assert_discriminates(&format!("{what}: {why}"), &other, diffusers);
+    }
 }
 
 pub(crate) fn assert_close(what: &str, engine: &Tensor, diffusers: &Tensor, tol: f64) {

@@ -12,26 +12,22 @@
 //! same folders through its real loader; the metric is the one of
 //! `parity.rs`: `max |engine - diffusers| / max |diffusers|`.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use imagegate_core::{PromptPart, Sampler};
 use imagegate_engine::fixtures::{FluxVariant, TinyFlux, write_tiny_flux};
 use imagegate_engine::models::configs::read_json;
 use imagegate_engine::pipelines::flux::{FluxPipeline, encode_prompt};
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
-use imagegate_engine::samplers::{NoiseSource, SigmaSpacing};
 
-use crate::parity::{assert_close, assert_discriminates, load_tensors};
+use crate::parity::{assert_close, assert_committed_latent, check_image, load_tensors, save_latent};
 
 /// The seed of every image; `noise.safetensors` holds its initial latent.
 const SEED: u64 = 1234;
 const SIDE: usize = 64;
 /// `[16, 8, 8]`: 16 latent channels at 1/8 of 64 px.
 const LATENT: [usize; 3] = [16, SIDE / 8, SIDE / 8];
-/// Decoded images must agree to this relative error.
-const TOL: f64 = 1e-3;
 /// Text embeddings agree far tighter.
 const STAGE_TOL: f64 = 1e-4;
 const PROMPT: &str = "a photo of a red cat in the sky";
@@ -41,10 +37,6 @@ const CASES: [(&str, FluxVariant, u64, usize, f32); 2] = [("tiny-flux-schnell", 
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity-flux")
-}
-
-fn engine_latent() -> Tensor {
-    NoiseSource::new(&[SEED]).randn(&LATENT, &Device::Cpu).unwrap()
 }
 
 /// Writes the folders and `noise.safetensors` for `tools/parity/make_flux_fixtures.py`.
@@ -58,15 +50,12 @@ fn write_flux_fixtures() {
         let settings = serde_json::json!({"prompt": PROMPT, "seed": SEED, "width": SIDE, "height": SIDE, "steps": steps, "guidance": guidance});
         std::fs::write(dir.join("parity_case.json"), settings.to_string()).unwrap();
     }
-    let tensors = HashMap::from([("latent".to_string(), engine_latent())]);
-    candle_core::safetensors::save(&tensors, fixtures().join("noise.safetensors")).unwrap();
+    save_latent(&fixtures(), &LATENT);
 }
 
 #[test]
 fn flux_noise_fixture_is_the_engines_seeded_latent() {
-    let committed = &load_tensors(fixtures().join("noise.safetensors"))["latent"];
-    let diff = (engine_latent() - committed).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-    assert_eq!(diff, 0.0, "NoiseSource no longer draws the committed latent; redo the fixtures");
+    assert_committed_latent(&fixtures(), &LATENT);
 }
 
 fn check(name: &str) {
@@ -82,15 +71,8 @@ fn check(name: &str) {
     assert_close(&format!("{name} T5 states"), context.txt(), &reference["prompt_embeds"], STAGE_TOL);
     assert_close(&format!("{name} CLIP pooled"), context.pooled(), &reference["pooled_prompt_embeds"], STAGE_TOL);
 
-    let run = |item: ImageRequest, steps: usize| {
-        let req = BatchRequest { items: vec![item], width: SIDE, height: SIDE, steps, sampler: Sampler::FlowEuler, spacing: SigmaSpacing::Default, strength: None };
-        pipe.generate(&req, &mut |_, _| Ok(())).expect("generation runs").remove(0).unsqueeze(0).unwrap()
-    };
-    assert_close(&format!("{name} image"), &run(item.clone(), steps), &reference["image"], TOL);
-    // The comparison can fail: another seed, or one step fewer, lands far away.
-    for (what, other) in [("seed + 1", run(ImageRequest { seed: SEED + 1, ..item.clone() }, steps)), ("one step fewer", run(item, steps - 1))] {
-        assert_discriminates(&format!("{name}: {what}"), &other, &reference["image"]);
-    }
+    let generate = |req: &BatchRequest| pipe.generate(req, &mut |_, _| Ok(())).expect("generation runs");
+    check_image(name, generate, Sampler::FlowEuler, SIDE, &item, steps, &reference["image"]);
 }
 
 #[test]

@@ -7,7 +7,6 @@
 //! through its real loader, in f32 as diffusers does, to the same
 //! tolerances as the other pipelines. See docs/parity.md.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
@@ -16,9 +15,9 @@ use imagegate_engine::fixtures::{TinySd3, write_tiny_sd3_with};
 use imagegate_engine::models::configs::read_json;
 use imagegate_engine::pipelines::sd3::{Sd3Pipeline, encode_prompt};
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
-use imagegate_engine::samplers::{NoiseSource, SigmaSpacing};
 
-use crate::parity::{assert_close, load_tensors, rel_err};
+
+use crate::parity::{assert_close, assert_committed_latent, check_image, load_tensors, save_latent};
 
 const SEED: u64 = 1234;
 const SIDE: usize = 64;
@@ -28,6 +27,8 @@ const GUIDANCE: f32 = 5.0;
 const TOL: f64 = 1e-3;
 /// Text states and the VAE agree far tighter.
 const STAGE_TOL: f64 = 1e-4;
+/// `[16, 8, 8]`: 16 latent channels at 1/8 of 64 px.
+const LATENT: [usize; 3] = [16, SIDE / 8, SIDE / 8];
 const PROMPT: &str = "a photo of a red cat in the sky";
 const NEGATIVE: &str = "blue dog";
 
@@ -39,9 +40,6 @@ fn model() -> PathBuf {
     fixtures().join("tiny-sd3")
 }
 
-fn engine_latent() -> Tensor {
-    NoiseSource::new(&[SEED]).randn(&[16, SIDE / 8, SIDE / 8], &Device::Cpu).unwrap()
-}
 
 /// Writes the folder, the settings and `noise.safetensors` for `tools/parity/make_sd3_fixtures.py`.
 #[test]
@@ -51,15 +49,12 @@ fn write_sd3_fixtures() {
     write_tiny_sd3_with(&model(), &TinySd3 { seed: 51, ..TinySd3::default() }).unwrap();
     let settings = serde_json::json!({"prompt": PROMPT, "negative": NEGATIVE, "seed": SEED, "width": SIDE, "height": SIDE, "steps": STEPS, "guidance": GUIDANCE});
     std::fs::write(fixtures().join("parity_case.json"), serde_json::to_string_pretty(&settings).unwrap()).unwrap();
-    let tensors = HashMap::from([("latent".to_string(), engine_latent())]);
-    candle_core::safetensors::save(&tensors, fixtures().join("noise.safetensors")).unwrap();
+    save_latent(&fixtures(), &LATENT);
 }
 
 #[test]
 fn sd3_noise_fixture_is_the_engines_seeded_latent() {
-    let committed = &load_tensors(fixtures().join("noise.safetensors"))["latent"];
-    let (_, abs) = rel_err(&engine_latent(), committed);
-    assert_eq!(abs, 0.0, "NoiseSource no longer draws the committed latent; redo the fixtures");
+    assert_committed_latent(&fixtures(), &LATENT);
 }
 
 #[test]
@@ -80,17 +75,6 @@ fn sd3_end_to_end_matches_diffusers() {
     assert_close("sd3 first transformer call", &pipe.velocity(&rows, 1.0, &context).unwrap(), &reference["first_call"], TOL);
     assert_close("sd3 VAE decode", &imagegate_engine::pipelines::sd3::decode(&pipe, &latent).unwrap(), &reference["decoded_latent"], STAGE_TOL);
 
-    let run = |item: ImageRequest, steps: usize| {
-        let req = BatchRequest { items: vec![item], width: SIDE, height: SIDE, steps, sampler: Sampler::FlowEuler, spacing: SigmaSpacing::Default, strength: None };
-        pipe.generate(&req, &mut |_, _| Ok(())).expect("generation runs").remove(0).unsqueeze(0).unwrap()
-    };
-    let image = run(item.clone(), STEPS);
-    assert_close("sd3 image", &image, &reference["image"], TOL);
-    // The comparison can fail: another seed, or one step fewer, must land
-    // ten times further from diffusers' image than the engine's own does.
-    let (rel, _) = rel_err(&image, &reference["image"]);
-    for (what, other) in [("seed + 1", run(ImageRequest { seed: SEED + 1, ..item.clone() }, STEPS)), ("one step fewer", run(item, STEPS - 1))] {
-        let (far, _) = rel_err(&other, &reference["image"]);
-        assert!(far > 10.0 * rel.max(1e-3), "sd3: {what} is only {far:.3e} from diffusers' image against the engine's {rel:.3e}");
-    }
+    let generate = |req: &BatchRequest| pipe.generate(req, &mut |_, _| Ok(())).expect("generation runs");
+    check_image("sd3", generate, Sampler::FlowEuler, SIDE, &item, STEPS, &reference["image"]);
 }

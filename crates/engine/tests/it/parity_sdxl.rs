@@ -8,25 +8,24 @@
 //! prompt, and none (SDXL's `force_zeros_for_empty_prompt`: zero
 //! unconditional embeddings). See docs/parity.md.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use imagegate_core::{PromptPart, Sampler};
 use imagegate_engine::fixtures::{TinySdxl, write_tiny_sdxl_with};
 use imagegate_engine::models::configs::read_json;
 use imagegate_engine::pipelines::sd::{SdPipeline, encode_prompt};
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
-use imagegate_engine::samplers::{NoiseSource, SigmaSpacing};
 
-use crate::parity::{assert_close, assert_discriminates, load_tensors, rel_err};
+use crate::parity::{assert_close, assert_committed_latent, check_image, load_tensors, save_latent};
 
 const SEED: u64 = 1234;
 const SIDE: usize = 64;
 const STEPS: usize = 5;
 const GUIDANCE: f32 = 5.0;
-const TOL: f64 = 1e-3;
 const STAGE_TOL: f64 = 1e-4;
+/// `[4, 8, 8]`: 4 latent channels at 1/8 of 64 px.
+const LATENT: [usize; 3] = [4, SIDE / 8, SIDE / 8];
 const PROMPT: &str = "a photo of a red cat in the sky";
 /// Case name and negative prompt.
 const CASES: [(&str, Option<&str>); 2] = [("negative", Some("blue dog")), ("no_negative", None)];
@@ -39,10 +38,6 @@ fn model() -> PathBuf {
     fixtures().join("tiny-sdxl")
 }
 
-fn engine_latent() -> Tensor {
-    NoiseSource::new(&[SEED]).randn(&[4, SIDE / 8, SIDE / 8], &Device::Cpu).unwrap()
-}
-
 /// Writes the folder, the cases and `noise.safetensors` for `tools/parity/make_sdxl_fixtures.py`.
 #[test]
 #[ignore = "writes the SDXL parity fixtures; run before tools/parity/make_sdxl_fixtures.py (docs/parity.md)"]
@@ -52,15 +47,12 @@ fn write_sdxl_fixtures() {
     let cases: Vec<serde_json::Value> = CASES.iter().map(|(name, negative)| serde_json::json!({"name": name, "negative": negative})).collect();
     let settings = serde_json::json!({"prompt": PROMPT, "seed": SEED, "width": SIDE, "height": SIDE, "steps": STEPS, "guidance": GUIDANCE, "cases": cases});
     std::fs::write(fixtures().join("parity_cases.json"), serde_json::to_string_pretty(&settings).unwrap()).unwrap();
-    let tensors = HashMap::from([("latent".to_string(), engine_latent())]);
-    candle_core::safetensors::save(&tensors, fixtures().join("noise.safetensors")).unwrap();
+    save_latent(&fixtures(), &LATENT);
 }
 
 #[test]
 fn sdxl_noise_fixture_is_the_engines_seeded_latent() {
-    let committed = &load_tensors(fixtures().join("noise.safetensors"))["latent"];
-    let (_, abs) = rel_err(&engine_latent(), committed);
-    assert_eq!(abs, 0.0, "NoiseSource no longer draws the committed latent; redo the fixtures");
+    assert_committed_latent(&fixtures(), &LATENT);
 }
 
 fn check(name: &str) {
@@ -76,14 +68,8 @@ fn check(name: &str) {
     assert_close(&format!("sdxl {name} text embeddings"), context.embeddings(), &reference["prompt_embeds"], STAGE_TOL);
     assert_close(&format!("sdxl {name} pooled text"), context.pooled().expect("SDXL has pooled text"), &reference["pooled_prompt_embeds"], STAGE_TOL);
 
-    let run = |item: ImageRequest, steps: usize| {
-        let req = BatchRequest { items: vec![item], width: SIDE, height: SIDE, steps, sampler: Sampler::KEuler, spacing: SigmaSpacing::Default, strength: None };
-        pipe.generate(&req, &mut |_, _| Ok(())).expect("generation runs").remove(0).unsqueeze(0).unwrap()
-    };
-    assert_close(&format!("sdxl {name} image"), &run(item.clone(), STEPS), &reference["image"], TOL);
-    for (what, other) in [("seed + 1", run(ImageRequest { seed: SEED + 1, ..item.clone() }, STEPS)), ("one step fewer", run(item, STEPS - 1))] {
-        assert_discriminates(&format!("sdxl {name}: {what}"), &other, &reference["image"]);
-    }
+    let generate = |req: &BatchRequest| pipe.generate(req, &mut |_, _| Ok(())).expect("generation runs");
+    check_image(&format!("sdxl {name}"), generate, Sampler::KEuler, SIDE, &item, STEPS, &reference["image"]);
 }
 
 #[test]
