@@ -28,6 +28,11 @@ FIXTURES = ROOT / "crates/engine/tests/fixtures/parity-flux"
 CASES = ["tiny-flux-schnell", "tiny-flux-dev"]
 
 
+def engine_latent(fixtures: Path) -> torch.Tensor:
+    """The engine's seeded initial latent `[1, C, h, w]` the Rust side wrote."""
+    return load_file(fixtures / "noise.safetensors")["latent"]
+
+
 def t5_length(folder: Path, sub: str = "tokenizer_2") -> int:
     config = json.loads((folder / sub / "tokenizer_config.json").read_text())
     return int(config["model_max_length"])
@@ -92,9 +97,7 @@ def run(name: str, latent: torch.Tensor) -> None:
 
 def main() -> None:
     torch.manual_seed(0)
-    latent = load_file(FIXTURES / "noise.safetensors")["latent"]
-    if latent.dim() == 3:
-        latent = latent.unsqueeze(0)
+    latent = engine_latent(FIXTURES)
     for name in CASES:
         run(name, latent)
 

@@ -16,9 +16,9 @@ import diffusers
 import torch
 import transformers
 from diffusers import StableDiffusion3Pipeline
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from make_flux_fixtures import t5_tokenizer
+from make_flux_fixtures import engine_latent, t5_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "crates/engine/tests/fixtures/parity-sd3"
@@ -26,9 +26,7 @@ FIXTURES = ROOT / "crates/engine/tests/fixtures/parity-sd3"
 
 def main() -> None:
     case = json.loads((FIXTURES / "parity_case.json").read_text())
-    latent = load_file(FIXTURES / "noise.safetensors")["latent"]
-    if latent.dim() == 3:
-        latent = latent.unsqueeze(0)
+    latent = engine_latent(FIXTURES)
     folder = FIXTURES / "tiny-sd3"
     tok = t5_tokenizer(folder, "tokenizer_3")
     pipe = StableDiffusion3Pipeline.from_pretrained(folder, tokenizer_3=tok, torch_dtype=torch.float32)

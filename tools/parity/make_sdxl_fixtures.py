@@ -16,7 +16,9 @@ import diffusers
 import torch
 import transformers
 from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from make_flux_fixtures import engine_latent
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "crates/engine/tests/fixtures/parity-sdxl"
@@ -24,9 +26,7 @@ FIXTURES = ROOT / "crates/engine/tests/fixtures/parity-sdxl"
 
 def main() -> None:
     settings = json.loads((FIXTURES / "parity_cases.json").read_text())
-    latent = load_file(FIXTURES / "noise.safetensors")["latent"]
-    if latent.dim() == 3:
-        latent = latent.unsqueeze(0)
+    latent = engine_latent(FIXTURES)
     pipe = StableDiffusionXLPipeline.from_pretrained(FIXTURES / "tiny-sdxl", torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     # The engine's K_EULER walks k-diffusion's grid: timesteps evenly spaced
