@@ -10,10 +10,9 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
 use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
 use candle_transformers::models::stable_diffusion::unet_2d::BlockConfig as Block;
-use candle_transformers::models::stable_diffusion::unet_2d_blocks::{UNetMidBlock2DCrossAttn, UNetMidBlock2DCrossAttnConfig};
 
 use super::configs::UNetFile;
-use super::unet_blocks::{BlockConfig, CrossAttn, DownBlock, UpBlock};
+use super::unet_blocks::{BlockConfig, CrossAttn, DownBlock, MidBlock, UpBlock};
 use crate::error::{EngineError, Result};
 
 /// SDXL's added conditioning: `time_ids` through a sinusoidal projection,
@@ -38,7 +37,7 @@ pub struct UNet {
     time_embedding: TimestepEmbedding,
     added: Option<AddedCond>,
     down: Vec<DownBlock>,
-    mid: UNetMidBlock2DCrossAttn,
+    mid: MidBlock,
     up: Vec<UpBlock>,
     norm_out: GroupNorm,
     conv_out: Conv2d,
@@ -87,17 +86,9 @@ impl UNet {
             let pad = (i < n - 1).then_some(cfg.downsample_padding);
             down.push(DownBlock::new(vb.pp(format!("down_blocks.{i}")), in_ch, b.out_channels, pad, block_cfg(b, cfg.layers_per_block))?);
         }
-        let mid_cfg = UNetMidBlock2DCrossAttnConfig {
-            resnet_eps: cfg.norm_eps,
-            output_scale_factor: cfg.mid_block_scale_factor,
-            cross_attn_dim: cfg.cross_attention_dim,
-            attn_num_head_channels: last.attention_head_dim,
-            resnet_groups: Some(cfg.norm_num_groups),
-            use_linear_projection: cfg.use_linear_projection,
-            transformer_layers_per_block: last.use_cross_attn.unwrap_or(1),
-            ..Default::default()
-        };
-        let mid = UNetMidBlock2DCrossAttn::new(vb.pp("mid_block"), last.out_channels, Some(temb), false, mid_cfg)?;
+        // The mid block attends whether or not the last down block does.
+        let mid_cross = Block { use_cross_attn: Some(last.use_cross_attn.unwrap_or(1)), ..last.clone() };
+        let mid = MidBlock::new(vb.pp("mid_block"), last.out_channels, cfg.mid_block_scale_factor, block_cfg(&mid_cross, 1))?;
         let mut up = Vec::with_capacity(n);
         for i in 0..n {
             let b = &cfg.blocks[n - 1 - i];
@@ -140,7 +131,7 @@ impl UNet {
             residuals.extend(res);
             xs = out;
         }
-        xs = self.mid.forward(&xs, Some(&emb), Some(context))?;
+        xs = self.mid.forward(&xs, &emb, context)?;
         for (i, block) in self.up.iter().enumerate() {
             let res = residuals.split_off(residuals.len() - block.skips());
             // Odd latent sizes: upsample to the skip connection's size, not 2x.

@@ -3,18 +3,18 @@
 //! constructors: candle 0.11.1's `DownBlock2D::new` / `UpBlock2D::new` build
 //! their ResNets with `..Default::default()` and so always normalise with 32
 //! groups, whatever `resnet_groups` says, while diffusers uses the config's
-//! `norm_num_groups` (docs/parity.md). candle's `ResnetBlock2D` and
-//! `SpatialTransformer` do take a group count, so they are reused as is; only
-//! the block wiring and the (private in candle) down/up samplers live here.
+//! `norm_num_groups` (docs/parity.md). candle's `ResnetBlock2D` takes a group
+//! count, so it is reused as is; the transformers are ours
+//! (`transformer2d.rs`, for the fused CPU attention), and so is the mid
+//! block that holds one.
 //! Tensor names are diffusers' (`resnets.{i}`, `attentions.{i}`,
 //! `downsamplers.0.conv`, `upsamplers.0.conv`).
 
 use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
-use candle_transformers::models::stable_diffusion::attention::{
-    SpatialTransformer, SpatialTransformerConfig,
-};
 use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+
+use super::transformer2d::{Transformer2D, Transformer2DConfig};
 
 /// Cross-attention settings of a `CrossAttn*Block2D`.
 #[derive(Debug, Clone, Copy)]
@@ -55,24 +55,24 @@ impl BlockConfig {
         }
     }
 
-    /// One `SpatialTransformer` per ResNet when the block has cross-attention.
-    fn attentions(&self, vb: &VarBuilder, channels: usize) -> Result<Vec<SpatialTransformer>> {
-        let Some(c) = self.cross else {
+    /// The transformer settings of the block's cross-attention variant.
+    fn transformer(&self) -> Option<Transformer2DConfig> {
+        self.cross.map(|c| Transformer2DConfig {
+            depth: c.layers,
+            groups: self.groups,
+            heads: c.heads,
+            context_dim: c.context_dim,
+            linear_projection: c.linear_projection,
+        })
+    }
+
+    /// One transformer per ResNet when the block has cross-attention.
+    fn attentions(&self, vb: &VarBuilder, channels: usize) -> Result<Vec<Transformer2D>> {
+        let Some(cfg) = self.transformer() else {
             return Ok(Vec::new());
         };
-        let cfg = SpatialTransformerConfig {
-            depth: c.layers,
-            num_groups: self.groups,
-            context_dim: Some(c.context_dim),
-            sliced_attention_size: None,
-            use_linear_projection: c.linear_projection,
-        };
         let vb = vb.pp("attentions");
-        (0..self.layers)
-            .map(|i| {
-                SpatialTransformer::new(vb.pp(i), channels, c.heads, channels / c.heads, false, cfg)
-            })
-            .collect()
+        (0..self.layers).map(|i| Transformer2D::new(vb.pp(i), channels, cfg)).collect()
     }
 }
 
@@ -80,7 +80,7 @@ impl BlockConfig {
 /// cross-attention variant), then an optional stride-2 conv.
 pub struct DownBlock {
     resnets: Vec<ResnetBlock2D>,
-    attentions: Vec<SpatialTransformer>,
+    attentions: Vec<Transformer2D>,
     downsampler: Option<(Conv2d, usize)>,
 }
 
@@ -138,7 +138,7 @@ impl DownBlock {
         for (i, resnet) in self.resnets.iter().enumerate() {
             xs = resnet.forward(&xs, Some(temb))?;
             if let Some(attn) = self.attentions.get(i) {
-                xs = attn.forward(&xs, Some(context))?;
+                xs = attn.forward(&xs, context)?;
             }
             states.push(xs.clone());
         }
@@ -164,7 +164,7 @@ impl DownBlock {
 /// optional nearest-neighbour upsample and conv.
 pub struct UpBlock {
     resnets: Vec<ResnetBlock2D>,
-    attentions: Vec<SpatialTransformer>,
+    attentions: Vec<Transformer2D>,
     upsampler: Option<Conv2d>,
 }
 
@@ -230,7 +230,7 @@ impl UpBlock {
             xs = Tensor::cat(&[&xs, &skips[skips.len() - i - 1]], 1)?.contiguous()?;
             xs = resnet.forward(&xs, Some(temb))?;
             if let Some(attn) = self.attentions.get(i) {
-                xs = attn.forward(&xs, Some(context))?;
+                xs = attn.forward(&xs, context)?;
             }
         }
         match &self.upsampler {
@@ -241,5 +241,33 @@ impl UpBlock {
             }
             None => Ok(xs),
         }
+    }
+}
+
+/// The mid block (`UNetMidBlock2DCrossAttn`): ResNet, transformer, ResNet.
+pub struct MidBlock {
+    first: ResnetBlock2D,
+    attention: Transformer2D,
+    second: ResnetBlock2D,
+}
+
+impl MidBlock {
+    /// `cfg.cross` must be set: SD and SDXL mid blocks always attend.
+    pub fn new(vb: VarBuilder, channels: usize, output_scale_factor: f64, cfg: BlockConfig) -> Result<Self> {
+        let Some(transformer) = cfg.transformer() else {
+            candle_core::bail!("the mid block needs cross-attention settings");
+        };
+        let rcfg = ResnetBlock2DConfig { output_scale_factor, ..cfg.resnet(channels) };
+        Ok(Self {
+            first: ResnetBlock2D::new(vb.pp("resnets.0"), channels, rcfg)?,
+            attention: Transformer2D::new(vb.pp("attentions.0"), channels, transformer)?,
+            second: ResnetBlock2D::new(vb.pp("resnets.1"), channels, rcfg)?,
+        })
+    }
+
+    pub fn forward(&self, xs: &Tensor, temb: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let xs = self.first.forward(xs, Some(temb))?;
+        let xs = self.attention.forward(&xs, context)?;
+        self.second.forward(&xs, Some(temb))
     }
 }

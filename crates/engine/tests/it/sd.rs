@@ -193,7 +193,10 @@ fn our_unet_matches_candles_on_sd_configs() {
         let ctx = Tensor::randn(0f32, 1f32, (2, 77, 32), &Device::Cpu).unwrap();
         let a = ours.forward(&x, 321.5, &ctx, None).unwrap();
         let b = theirs.forward(&x, 321.5, &ctx).unwrap();
-        assert!(max_diff(&a, &b) < 1e-5, "{id}: {}", max_diff(&a, &b));
+        // Not equal: candle's feed-forward gates with the tanh GELU, ours
+        // (like diffusers, see the parity tests) with the exact one, which
+        // moves these random UNets by about 2.4e-4.
+        assert!(max_diff(&a, &b) < 1e-3, "{id}: {}", max_diff(&a, &b));
         // With the fixture's own 8 groups ours differs: the count is honoured.
         file.norm_num_groups = fixture_groups;
         let g8 = UNet::new(vb(), &file).unwrap().forward(&x, 321.5, &ctx, None).unwrap();
