@@ -4,8 +4,10 @@
 
 pub mod attention;
 pub mod clip;
+pub mod conv;
 pub mod configs;
 pub mod mmdit;
+pub mod resnet;
 pub mod simd;
 pub mod transformer2d;
 pub mod unet;

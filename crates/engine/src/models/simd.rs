@@ -77,6 +77,45 @@ multiversion! {
     }
 }
 
+multiversion! {
+    /// The mean and the (biased) variance of `xs`, in two passes.
+    pub fn mean_and_variance(xs: &[f32]) -> (f32, f32) {
+        let n = xs.len().max(1) as f32;
+        let mut lanes = [0f32; LANES];
+        let mut chunks = xs.chunks_exact(LANES);
+        for chunk in &mut chunks {
+            lanes.iter_mut().zip(chunk).for_each(|(l, x)| *l += x);
+        }
+        let mean = (lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()) / n;
+        let mut lanes = [0f32; LANES];
+        let mut chunks = xs.chunks_exact(LANES);
+        for chunk in &mut chunks {
+            lanes.iter_mut().zip(chunk).for_each(|(l, x)| *l += (x - mean) * (x - mean));
+        }
+        let tail: f32 = chunks.remainder().iter().map(|x| (x - mean) * (x - mean)).sum();
+        (mean, (lanes.iter().sum::<f32>() + tail) / n)
+    }
+}
+
+multiversion! {
+    /// `dst = src · scale + shift`, then SiLU (`v · sigmoid(v)`) if `silu`.
+    pub fn scale_shift(dst: &mut [f32], src: &[f32], scale: f32, shift: f32, silu: bool) -> () {
+        if silu {
+            for (d, s) in dst.iter_mut().zip(src) {
+                let v = s * scale + shift;
+                // sigmoid from e^(−|v|), which cannot overflow.
+                let e = exp_non_positive(if v < 0.0 { v } else { -v });
+                let sigmoid = if v < 0.0 { e / (1.0 + e) } else { 1.0 / (1.0 + e) };
+                *d = v * sigmoid;
+            }
+        } else {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = s * scale + shift;
+            }
+        }
+    }
+}
+
 /// `eˣ` for `x ≤ 0` (relative error below 3e-7; 0 below −87): `2ⁿ · e^y`
 /// with `n = round(x·log₂e)` and `|y| ≤ ln2/2`, `e^y` by its Taylor series
 /// to degree 7, `2ⁿ` built in the exponent bits.

@@ -11,9 +11,11 @@
 //! through a scalar libm call per element).
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Module, Result, Shape, Tensor, bail};
-use candle_nn::{GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
 use rayon::prelude::*;
 
+use super::conv::Conv2d;
+use super::resnet::GroupNorm;
 use super::{attention, simd};
 
 /// Settings of one `Transformer2DModel`.
@@ -98,7 +100,7 @@ impl Block {
 }
 
 enum Projection {
-    Conv(candle_nn::Conv2d),
+    Conv(Conv2d),
     Linear(Linear),
 }
 
@@ -116,14 +118,14 @@ impl Transformer2D {
             Ok(if cfg.linear_projection {
                 Projection::Linear(candle_nn::linear(channels, channels, vb.pp(name))?)
             } else {
-                Projection::Conv(candle_nn::conv2d(channels, channels, 1, Default::default(), vb.pp(name))?)
+                Projection::Conv(Conv2d::new(vb.pp(name), channels, channels, 1, 1, 0)?)
             })
         };
         let blocks = (0..cfg.depth)
             .map(|i| Block::new(vb.pp("transformer_blocks").pp(i), channels, &cfg))
             .collect::<Result<_>>()?;
         Ok(Self {
-            norm: candle_nn::group_norm(cfg.groups, channels, 1e-6, vb.pp("norm"))?,
+            norm: GroupNorm::new(vb.pp("norm"), cfg.groups, channels, 1e-6)?,
             proj_in: projection("proj_in")?,
             blocks,
             proj_out: projection("proj_out")?,
@@ -132,7 +134,7 @@ impl Transformer2D {
 
     pub fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = xs.dims4()?;
-        let normed = self.norm.forward(xs)?;
+        let normed = self.norm.forward(xs, false)?;
         // [B, C, H, W] → [B, H·W, C], projecting before or after the move.
         let tokens = |t: &Tensor| t.flatten_from(2)?.transpose(1, 2)?.contiguous();
         let mut hidden = match &self.proj_in {

@@ -7,11 +7,13 @@
 //! (`unet_blocks.rs`) so their ResNets use the configured `norm_num_groups`.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 use candle_transformers::models::stable_diffusion::embeddings::{TimestepEmbedding, Timesteps};
 use candle_transformers::models::stable_diffusion::unet_2d::BlockConfig as Block;
 
 use super::configs::UNetFile;
+use super::conv::Conv2d;
+use super::resnet::GroupNorm;
 use super::unet_blocks::{BlockConfig, CrossAttn, DownBlock, MidBlock, UpBlock};
 use crate::error::{EngineError, Result};
 
@@ -51,8 +53,7 @@ impl UNet {
         let ch0 = cfg.blocks[0].out_channels;
         let last = cfg.blocks[n - 1];
         let temb = ch0 * 4;
-        let pad1 = Conv2dConfig { padding: 1, ..Default::default() };
-        let conv_in = candle_nn::conv2d(file.in_channels, ch0, 3, pad1, vb.pp("conv_in"))?;
+        let conv_in = Conv2d::new(vb.pp("conv_in"), file.in_channels, ch0, 3, 1, 1)?;
         let time_proj = Timesteps::new(ch0, cfg.flip_sin_to_cos, cfg.freq_shift);
         let time_embedding = TimestepEmbedding::new(vb.pp("time_embedding"), ch0, temb)?;
         let added = match file.addition_embed_type.as_deref() {
@@ -97,8 +98,8 @@ impl UNet {
             let bc = block_cfg(b, cfg.layers_per_block + 1);
             up.push(UpBlock::new(vb.pp(format!("up_blocks.{i}")), skip, prev, b.out_channels, i < n - 1, bc)?);
         }
-        let norm_out = candle_nn::group_norm(cfg.norm_num_groups, ch0, cfg.norm_eps, vb.pp("conv_norm_out"))?;
-        let conv_out = candle_nn::conv2d(ch0, file.out_channels, 3, pad1, vb.pp("conv_out"))?;
+        let norm_out = GroupNorm::new(vb.pp("conv_norm_out"), cfg.norm_num_groups, ch0, cfg.norm_eps)?;
+        let conv_out = Conv2d::new(vb.pp("conv_out"), ch0, file.out_channels, 3, 1, 1)?;
         Ok(Self { conv_in, time_proj, time_embedding, added, down, mid, up, norm_out, conv_out })
     }
 
@@ -141,7 +142,7 @@ impl UNet {
             };
             xs = block.forward(&xs, &res, &emb, size, context)?;
         }
-        let xs = candle_nn::ops::silu(&self.norm_out.forward(&xs)?)?;
+        let xs = self.norm_out.forward(&xs, true)?;
         Ok(self.conv_out.forward(&xs)?)
     }
 }

@@ -3,16 +3,17 @@
 //! constructors: candle 0.11.1's `DownBlock2D::new` / `UpBlock2D::new` build
 //! their ResNets with `..Default::default()` and so always normalise with 32
 //! groups, whatever `resnet_groups` says, while diffusers uses the config's
-//! `norm_num_groups` (docs/parity.md). candle's `ResnetBlock2D` takes a group
-//! count, so it is reused as is; the transformers are ours
-//! (`transformer2d.rs`, for the fused CPU attention), and so is the mid
-//! block that holds one.
+//! `norm_num_groups` (docs/parity.md). The ResNets, convs and transformers
+//! are ours too (`resnet.rs`, `conv.rs`, `transformer2d.rs`), for their CPU
+//! kernels, and so is the mid block that holds them.
 //! Tensor names are diffusers' (`resnets.{i}`, `attentions.{i}`,
 //! `downsamplers.0.conv`, `upsamplers.0.conv`).
 
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
-use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+use candle_nn::VarBuilder;
+
+use super::conv::Conv2d;
+use super::resnet::{ResnetBlock, ResnetConfig};
 
 use super::transformer2d::{Transformer2D, Transformer2DConfig};
 
@@ -45,13 +46,13 @@ pub struct BlockConfig {
 }
 
 impl BlockConfig {
-    fn resnet(&self, out_channels: usize) -> ResnetBlock2DConfig {
-        ResnetBlock2DConfig {
-            out_channels: Some(out_channels),
-            temb_channels: Some(self.temb),
+    fn resnet(&self, out_channels: usize) -> ResnetConfig {
+        ResnetConfig {
+            out_channels,
+            temb_channels: self.temb,
             groups: self.groups,
             eps: self.eps,
-            ..Default::default()
+            output_scale_factor: 1.0,
         }
     }
 
@@ -79,7 +80,7 @@ impl BlockConfig {
 /// A down block: ResNets (each followed by a transformer in the
 /// cross-attention variant), then an optional stride-2 conv.
 pub struct DownBlock {
-    resnets: Vec<ResnetBlock2D>,
+    resnets: Vec<ResnetBlock>,
     attentions: Vec<Transformer2D>,
     downsampler: Option<(Conv2d, usize)>,
 }
@@ -97,7 +98,7 @@ impl DownBlock {
         let rcfg = cfg.resnet(out_ch);
         let resnets = (0..cfg.layers)
             .map(|i| {
-                ResnetBlock2D::new(
+                ResnetBlock::new(
                     vb.pp("resnets").pp(i),
                     if i == 0 { in_ch } else { out_ch },
                     rcfg,
@@ -107,15 +108,7 @@ impl DownBlock {
         let attentions = cfg.attentions(&vb, out_ch)?;
         let downsampler = match downsample {
             Some(padding) => {
-                let c = Conv2dConfig {
-                    stride: 2,
-                    padding,
-                    ..Default::default()
-                };
-                Some((
-                    candle_nn::conv2d(out_ch, out_ch, 3, c, vb.pp("downsamplers.0.conv"))?,
-                    padding,
-                ))
+                Some((Conv2d::new(vb.pp("downsamplers.0.conv"), out_ch, out_ch, 3, 2, padding)?, padding))
             }
             None => None,
         };
@@ -136,7 +129,7 @@ impl DownBlock {
         let mut xs = xs.clone();
         let mut states = Vec::with_capacity(self.resnets.len() + 1);
         for (i, resnet) in self.resnets.iter().enumerate() {
-            xs = resnet.forward(&xs, Some(temb))?;
+            xs = resnet.forward(&xs, temb)?;
             if let Some(attn) = self.attentions.get(i) {
                 xs = attn.forward(&xs, context)?;
             }
@@ -163,7 +156,7 @@ impl DownBlock {
 /// followed by a transformer in the cross-attention variant), then an
 /// optional nearest-neighbour upsample and conv.
 pub struct UpBlock {
-    resnets: Vec<ResnetBlock2D>,
+    resnets: Vec<ResnetBlock>,
     attentions: Vec<Transformer2D>,
     upsampler: Option<Conv2d>,
 }
@@ -184,22 +177,12 @@ impl UpBlock {
             .map(|i| {
                 let skip = if i == cfg.layers - 1 { skip_ch } else { out_ch };
                 let input = if i == 0 { prev_ch } else { out_ch };
-                ResnetBlock2D::new(vb.pp("resnets").pp(i), input + skip, rcfg)
+                ResnetBlock::new(vb.pp("resnets").pp(i), input + skip, rcfg)
             })
             .collect::<Result<_>>()?;
         let attentions = cfg.attentions(&vb, out_ch)?;
         let upsampler = if upsample {
-            let c = Conv2dConfig {
-                padding: 1,
-                ..Default::default()
-            };
-            Some(candle_nn::conv2d(
-                out_ch,
-                out_ch,
-                3,
-                c,
-                vb.pp("upsamplers.0.conv"),
-            )?)
+            Some(Conv2d::new(vb.pp("upsamplers.0.conv"), out_ch, out_ch, 3, 1, 1)?)
         } else {
             None
         };
@@ -228,7 +211,7 @@ impl UpBlock {
         let mut xs = xs.clone();
         for (i, resnet) in self.resnets.iter().enumerate() {
             xs = Tensor::cat(&[&xs, &skips[skips.len() - i - 1]], 1)?.contiguous()?;
-            xs = resnet.forward(&xs, Some(temb))?;
+            xs = resnet.forward(&xs, temb)?;
             if let Some(attn) = self.attentions.get(i) {
                 xs = attn.forward(&xs, context)?;
             }
@@ -246,9 +229,9 @@ impl UpBlock {
 
 /// The mid block (`UNetMidBlock2DCrossAttn`): ResNet, transformer, ResNet.
 pub struct MidBlock {
-    first: ResnetBlock2D,
+    first: ResnetBlock,
     attention: Transformer2D,
-    second: ResnetBlock2D,
+    second: ResnetBlock,
 }
 
 impl MidBlock {
@@ -257,17 +240,17 @@ impl MidBlock {
         let Some(transformer) = cfg.transformer() else {
             candle_core::bail!("the mid block needs cross-attention settings");
         };
-        let rcfg = ResnetBlock2DConfig { output_scale_factor, ..cfg.resnet(channels) };
+        let rcfg = ResnetConfig { output_scale_factor, ..cfg.resnet(channels) };
         Ok(Self {
-            first: ResnetBlock2D::new(vb.pp("resnets.0"), channels, rcfg)?,
+            first: ResnetBlock::new(vb.pp("resnets.0"), channels, rcfg)?,
             attention: Transformer2D::new(vb.pp("attentions.0"), channels, transformer)?,
-            second: ResnetBlock2D::new(vb.pp("resnets.1"), channels, rcfg)?,
+            second: ResnetBlock::new(vb.pp("resnets.1"), channels, rcfg)?,
         })
     }
 
     pub fn forward(&self, xs: &Tensor, temb: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let xs = self.first.forward(xs, Some(temb))?;
+        let xs = self.first.forward(xs, temb)?;
         let xs = self.attention.forward(&xs, context)?;
-        self.second.forward(&xs, Some(temb))
+        self.second.forward(&xs, temb)
     }
 }
