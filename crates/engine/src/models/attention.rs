@@ -66,13 +66,8 @@ impl CustomOp3 for Fused {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let slice = |s: &CpuStorage, l: &Layout| -> Result<*const f32> {
-            match (s, l.contiguous_offsets()) {
-                (CpuStorage::F32(data), Some((start, end))) => Ok(data[start..end].as_ptr()),
-                _ => bail!("fused attention takes contiguous f32 tensors"),
-            }
-        };
-        let (q, k, v) = (slice(s1, l1)?, slice(s2, l2)?, slice(s3, l3)?);
+        let name = self.name();
+        let (q, k, v) = (simd::f32_data(s1, l1, name)?, simd::f32_data(s2, l2, name)?, simd::f32_data(s3, l3, name)?);
         let (b, sq, width) = l1.shape().dims3()?;
         let sk = l2.shape().dims3()?.1;
         let (heads, d) = (self.heads, width / self.heads);
@@ -80,7 +75,7 @@ impl CustomOp3 for Fused {
         let blocks = sq.div_ceil(BLOCK_ROWS);
         // Addresses as integers so the tasks can share them; each task
         // writes only its own rows of its own head.
-        let (qp, kp, vp, op) = (q as usize, k as usize, v as usize, out.as_mut_ptr() as usize);
+        let (qp, kp, vp, op) = (q.as_ptr() as usize, k.as_ptr() as usize, v.as_ptr() as usize, out.as_mut_ptr() as usize);
         (0..b * heads * blocks).into_par_iter().for_each_init(
             || vec![0f32; BLOCK_ROWS * sk],
             |scores, task| {
@@ -178,7 +173,7 @@ mod tests {
             let scale = 1.0 / (d as f64).sqrt();
             let fused = attention(&q, &k, &v, heads, scale).unwrap();
             let reference = unfused(&q, &k, &v, heads, scale).unwrap();
-            let err = (fused - &reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let err = simd::max_abs_diff(&fused, &reference);
             assert!(err < 1e-5, "{b}×{sq}×{sk}, {heads} heads of {d}: max error {err}");
         }
     }

@@ -17,6 +17,8 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Resul
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::simd::f32_data;
+
 /// Patch-matrix columns (output pixels) per task, at most: with SD's widest
 /// input (640 channels × 9) that is 5.9 MB of patches per worker.
 const TILE_PIXELS: usize = 256;
@@ -65,21 +67,13 @@ struct ConvOp {
     padding: usize,
 }
 
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
-    match (storage, layout.contiguous_offsets()) {
-        (CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
-        _ => bail!("conv2d: {what} must be a contiguous f32 tensor"),
-    }
-}
-
 impl CustomOp2 for ConvOp {
     fn name(&self) -> &'static str {
         "conv2d-f32"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, "input")?;
-        let w = f32_slice(s2, l2, "weight")?;
+        let (x, w) = (f32_data(s1, l1, "conv2d")?, f32_data(s2, l2, "conv2d")?);
         self.run(x, l1.shape(), w, l2.shape(), None)
     }
 }
@@ -98,10 +92,8 @@ impl CustomOp3 for ConvOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = f32_slice(s1, l1, "input")?;
-        let w = f32_slice(s2, l2, "weight")?;
-        let b = f32_slice(s3, l3, "bias")?;
-        self.run(x, l1.shape(), w, l2.shape(), Some(b))
+        let (x, w) = (f32_data(s1, l1, "conv2d")?, f32_data(s2, l2, "conv2d")?);
+        self.run(x, l1.shape(), w, l2.shape(), Some(f32_data(s3, l3, "conv2d")?))
     }
 }
 
@@ -276,11 +268,11 @@ mod tests {
             let ours = conv.forward(&x).unwrap();
             let theirs = x.conv2d(&weight, p, s, 1, 1).unwrap().broadcast_add(&bias.reshape((1, o, 1, 1)).unwrap()).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
-            let err = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let err = super::super::simd::max_abs_diff(&ours, &theirs);
             assert!(err < 1e-4, "{b}×{c}×{h}×{w} → {o}, k{k} s{s} p{p}: max error {err}");
             let no_bias = Conv2d { bias: None, ..conv };
             let theirs = x.conv2d(&weight, p, s, 1, 1).unwrap();
-            let err = (no_bias.forward(&x).unwrap() - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let err = super::super::simd::max_abs_diff(&no_bias.forward(&x).unwrap(), &theirs);
             assert!(err < 1e-4, "without bias: {err}");
         }
     }

@@ -63,26 +63,15 @@ impl CustomOp3 for GroupNormOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let slice = |s: &'_ CpuStorage, l: &Layout| -> Result<*const f32> {
-            match (s, l.contiguous_offsets()) {
-                (CpuStorage::F32(d), Some((a, b))) => Ok(d[a..b].as_ptr()),
-                _ => bail!("group_norm takes contiguous f32 tensors"),
-            }
-        };
-        let (CpuStorage::F32(data), Some((start, end))) = (s1, l1.contiguous_offsets()) else {
-            bail!("group_norm takes contiguous f32 tensors");
-        };
-        let x = &data[start..end];
+        let name = self.name();
+        let (x, gamma, beta) = (simd::f32_data(s1, l1, name)?, simd::f32_data(s2, l2, name)?, simd::f32_data(s3, l3, name)?);
         let dims = l1.shape().dims();
-        if dims.len() < 2 || dims[1] != l2.shape().elem_count() || dims[1] != l3.shape().elem_count() {
-            bail!("group_norm: input {dims:?} against {} scales", l2.shape().elem_count());
+        if dims.len() < 2 || dims[1] != gamma.len() || dims[1] != beta.len() {
+            bail!("group_norm: input {dims:?} against {} scales", gamma.len());
         }
         let channels = dims[1];
         let spatial: usize = dims[2..].iter().product();
         let per_group = channels / self.groups * spatial;
-        // SAFETY: `channels` elements each, checked above.
-        let gamma = unsafe { std::slice::from_raw_parts(slice(s2, l2)?, channels) };
-        let beta = unsafe { std::slice::from_raw_parts(slice(s3, l3)?, channels) };
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(per_group).zip(x.par_chunks(per_group)).enumerate().for_each(|(i, (dst, src))| {
             let first_channel = (i % self.groups) * (channels / self.groups);
@@ -171,7 +160,7 @@ mod tests {
             for silu in [false, true] {
                 let want = if silu { candle_nn::ops::silu(&want).unwrap() } else { want.clone() };
                 let got = ours.forward(&x, silu).unwrap();
-                let err = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                let err = simd::max_abs_diff(&got, &want);
                 assert!(err < 2e-5, "{b}×{c}×{h}×{w}, {groups} groups, silu {silu}: max error {err}");
             }
         }

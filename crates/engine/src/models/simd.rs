@@ -7,7 +7,23 @@
 //! call per element: candle's softmax spent seconds of each SD 1.5 step
 //! there (docs/benchmarks.md).
 
+use candle_core::{CpuStorage, Layout, Result, bail};
+
 const LANES: usize = 16;
+
+/// The f32 data of a contiguous CPU tensor, for the custom ops' kernels.
+pub fn f32_data<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(data), Some((start, end))) => Ok(&data[start..end]),
+        _ => bail!("{op} takes contiguous f32 tensors"),
+    }
+}
+
+/// The largest absolute difference between two tensors (tests).
+#[cfg(test)]
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
 
 /// Defines `pub fn $name` that runs `$body` compiled for the best
 /// instruction set the CPU has.

@@ -171,16 +171,13 @@ impl CustomOp1 for GegluCpu {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(data), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
-            bail!("geglu takes a contiguous f32 tensor");
-        };
+        let src = simd::f32_data(storage, layout, self.name())?;
         let dims = layout.shape().dims();
         let width = dims[dims.len() - 1];
         if width % 2 != 0 {
             bail!("geglu: last dimension {width} is odd");
         }
         let half = width / 2;
-        let src = &data[start..end];
         let mut out = vec![0f32; src.len() / 2];
         out.par_chunks_mut(half).zip(src.par_chunks_exact(width)).for_each(|(o, row)| {
             o.copy_from_slice(&row[..half]);
@@ -205,7 +202,7 @@ mod tests {
         let want = (&halves[0] * halves[1].gelu_erf().unwrap()).unwrap();
         let got = geglu(&x).unwrap();
         assert_eq!(got.dims(), &[2, 5, 7]);
-        let err = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let err = simd::max_abs_diff(&got, &want);
         assert!(err < 1e-5, "max error {err}");
     }
 }
