@@ -30,6 +30,10 @@ pub struct InitImage {
     pub source: String,
     /// How far from the init image to go (0 keeps it, 1 ignores it).
     pub strength: f32,
+    /// Inpainting mask in the same encodings as `source`: white (≥ 50%
+    /// grey) is repainted, black kept. Needs an inpainting checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
 }
 
 /// The encoding of stored images.

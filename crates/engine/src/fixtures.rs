@@ -60,11 +60,14 @@ pub struct TinySd {
     /// CPU for the full sizes clients ask for (512 px and up), where the
     /// default fixture costs seconds per step and per decode.
     pub lean: bool,
+    /// An inpainting pipeline (`StableDiffusionInpaintPipeline`, a UNet
+    /// with 9 inputs: latents, mask, masked-image latents).
+    pub inpaint: bool,
 }
 
 impl Default for TinySd {
     fn default() -> Self {
-        Self { variant: TinySdVariant::Sd15, prediction_type: "epsilon", dtype: DType::F32, seed: 0, lean: false }
+        Self { variant: TinySdVariant::Sd15, prediction_type: "epsilon", dtype: DType::F32, seed: 0, lean: false, inpaint: false }
     }
 }
 
@@ -106,7 +109,7 @@ pub fn write_tiny_sd(dir: &Path, opts: &TinySd) -> Result<()> {
     write_json(
         &dir.join("model_index.json"),
         &json!({
-            "_class_name": "StableDiffusionPipeline",
+            "_class_name": if opts.inpaint { "StableDiffusionInpaintPipeline" } else { "StableDiffusionPipeline" },
             "_diffusers_version": "0.31.0",
             "scheduler": ["diffusers", "PNDMScheduler"],
             "text_encoder": ["transformers", "CLIPTextModel"],
@@ -139,7 +142,7 @@ pub fn write_tiny_sd(dir: &Path, opts: &TinySd) -> Result<()> {
         (json!([32, 64]), json!(["CrossAttnDownBlock2D", "DownBlock2D"]), json!(["UpBlock2D", "CrossAttnUpBlock2D"]), heads)
     };
     let unet = json!({
-        "_class_name": "UNet2DConditionModel", "in_channels": 4, "out_channels": 4, "sample_size": 8,
+        "_class_name": "UNet2DConditionModel", "in_channels": if opts.inpaint { 9 } else { 4 }, "out_channels": 4, "sample_size": 8,
         "block_out_channels": channels, "down_block_types": down, "up_block_types": up, "layers_per_block": 1,
         "attention_head_dim": heads, "cross_attention_dim": hidden,
         "norm_num_groups": 8, "norm_eps": 1e-5, "use_linear_projection": sd21, "flip_sin_to_cos": true, "freq_shift": 0,

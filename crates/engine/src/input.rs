@@ -17,11 +17,27 @@ pub struct InitPixels {
     pub height: usize,
     /// Interleaved RGB rows, `width * height * 3` bytes.
     pub rgb: Vec<u8>,
+    /// Inpainting mask, `width * height` bytes: 1 where the image is
+    /// repainted, 0 where it is kept.
+    pub mask: Option<Vec<u8>>,
 }
 
 /// Decodes `source` (PNG, JPEG or WebP; data URI or base64) and resizes it to `width` x `height`.
 pub fn decode_init_image(source: &str, width: usize, height: usize) -> Result<InitPixels> {
-    let field = "init_image";
+    let img = decode_image(source, "init_image")?;
+    let rgb = image::imageops::resize(&img.to_rgb8(), width as u32, height as u32, FilterType::Lanczos3);
+    Ok(InitPixels { width, height, rgb: rgb.into_raw(), mask: None })
+}
+
+/// Decodes an inpainting mask as diffusers' mask processor does: grey
+/// levels, resized to `width` x `height` (Lanczos), then 1 from half grey up.
+pub fn decode_mask(source: &str, width: usize, height: usize) -> Result<Vec<u8>> {
+    let img = decode_image(source, "mask")?;
+    let grey = image::imageops::resize(&img.to_luma8(), width as u32, height as u32, FilterType::Lanczos3);
+    Ok(grey.into_raw().into_iter().map(|v| u8::from(v >= 128)).collect())
+}
+
+fn decode_image(source: &str, field: &'static str) -> Result<image::DynamicImage> {
     let s = source.trim();
     if s.starts_with("http://") || s.starts_with("https://") {
         return Err(EngineError::invalid(field, "the local engine takes init images as data URIs or base64, not URLs"));
@@ -33,9 +49,7 @@ pub fn decode_init_image(source: &str, width: usize, height: usize) -> Result<In
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|e| EngineError::invalid(field, format!("not valid base64: {e}")))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| EngineError::invalid(field, format!("not a PNG, JPEG or WebP image: {e}")))?;
-    let rgb = image::imageops::resize(&img.to_rgb8(), width as u32, height as u32, FilterType::Lanczos3);
-    Ok(InitPixels { width, height, rgb: rgb.into_raw() })
+    image::load_from_memory(&bytes).map_err(|e| EngineError::invalid(field, format!("not a PNG, JPEG or WebP image: {e}")))
 }
 
 #[cfg(test)]

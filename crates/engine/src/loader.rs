@@ -26,8 +26,8 @@ impl PipelineKind {
     /// From `model_index.json`'s `_class_name`.
     pub fn from_class_name(name: &str) -> Option<Self> {
         match name {
-            "StableDiffusionPipeline" | "StableDiffusionImg2ImgPipeline" => Some(Self::StableDiffusion),
-            "StableDiffusionXLPipeline" | "StableDiffusionXLImg2ImgPipeline" => Some(Self::StableDiffusionXl),
+            "StableDiffusionPipeline" | "StableDiffusionImg2ImgPipeline" | "StableDiffusionInpaintPipeline" => Some(Self::StableDiffusion),
+            "StableDiffusionXLPipeline" | "StableDiffusionXLImg2ImgPipeline" | "StableDiffusionXLInpaintPipeline" => Some(Self::StableDiffusionXl),
             "FluxPipeline" => Some(Self::Flux),
             "StableDiffusion3Pipeline" => Some(Self::StableDiffusion3),
             _ => None,

@@ -130,6 +130,14 @@ pub(crate) fn sample_posterior(mean: &Tensor, logvar: &Tensor, noise: &mut Noise
     Ok(z.affine(scale, -shift * scale)?)
 }
 
+/// Refuses inpainting masks in a pipeline that has no inpainting variant.
+pub(crate) fn refuse_masks(req: &BatchRequest, family: &str) -> Result<()> {
+    if req.items.iter().any(|i| i.init.as_ref().is_some_and(|p| p.mask.is_some())) {
+        return Err(EngineError::invalid("mask", format!("{family} models do not inpaint here; masks need an SD inpainting checkpoint")));
+    }
+    Ok(())
+}
+
 /// Init images `[B, 3, H, W]` in `[-1, 1]` (f32).
 pub(crate) fn init_pixels(items: &[ImageRequest], device: &Device) -> Result<Tensor> {
     let rows = items
@@ -166,6 +174,16 @@ pub(crate) fn split_batch(images: &Tensor) -> Result<Vec<Tensor>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipelines_without_inpainting_name_the_mask_field() {
+        let init = crate::input::InitPixels { width: 1, height: 1, rgb: vec![0; 3], mask: Some(vec![1]) };
+        let item = ImageRequest { prompt: Vec::new(), negative: None, guidance: 1.0, seed: 0, init: Some(init) };
+        let mut req = BatchRequest { items: vec![item], width: 8, height: 8, steps: 1, sampler: Sampler::FlowEuler, spacing: Default::default(), strength: Some(1.0) };
+        assert!(matches!(refuse_masks(&req, "FLUX"), Err(EngineError::Invalid { field, .. }) if field == "mask"));
+        req.items[0].init.as_mut().unwrap().mask = None;
+        assert!(refuse_masks(&req, "FLUX").is_ok());
+    }
 
     #[test]
     fn img2img_runs_the_last_fraction_of_the_schedule() {

@@ -200,6 +200,17 @@ pub struct GenerateArgs {
     /// LoRA as `FILE:SCALE` (repeatable).
     #[arg(long = "lora")]
     pub loras: Vec<String>,
+    /// Image to start from (PNG, JPEG or WebP): image-to-image, or with
+    /// `--mask` inpainting.
+    #[arg(long)]
+    pub init_image: Option<PathBuf>,
+    /// How far from `--init-image` to go, 0 to 1 (default 0.75; 1 with `--mask`).
+    #[arg(long, requires = "init_image")]
+    pub strength: Option<f32>,
+    /// Inpainting mask: white is repainted, black kept. Needs an inpainting
+    /// checkpoint (e.g. stable-diffusion-inpainting).
+    #[arg(long, requires = "init_image")]
+    pub mask: Option<PathBuf>,
     /// Output file (default `<model>-<seed>.png`).
     #[arg(long)]
     pub out: Option<PathBuf>,

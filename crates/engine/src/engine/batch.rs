@@ -7,7 +7,7 @@ use imagegate_core::{LoraSpec, Sampler};
 use imagegate_core::backend::Job;
 
 use crate::error::EngineError;
-use crate::input::{InitPixels, decode_init_image};
+use crate::input::{InitPixels, decode_init_image, decode_mask};
 use crate::pipelines::{BatchRequest, ImageRequest};
 use crate::samplers::SigmaSpacing;
 
@@ -57,7 +57,16 @@ pub fn reject(job: &Job) -> Option<EngineError> {
 /// A job's init image decoded at its output size, if it has one.
 pub fn init_of(job: &Job) -> Result<Option<InitPixels>, EngineError> {
     let spec = &job.spec;
-    spec.init_image.as_ref().map(|i| decode_init_image(&i.source, spec.size.width as usize, spec.size.height as usize)).transpose()
+    let (width, height) = (spec.size.width as usize, spec.size.height as usize);
+    let Some(init) = &spec.init_image else { return Ok(None) };
+    let mut pixels = decode_init_image(&init.source, width, height)?;
+    pixels.mask = init.mask.as_deref().map(|m| decode_mask(m, width, height)).transpose()?;
+    Ok(Some(pixels))
+}
+
+/// Whether an image is inpainted (its own batch: the UNet input differs).
+fn masked(init: &Option<InitPixels>) -> bool {
+    init.as_ref().is_some_and(|p| p.mask.is_some())
 }
 
 /// Splits the accepted jobs (`inits[j]` is `Some` for them, holding their
@@ -74,6 +83,7 @@ pub fn plan(jobs: &[Job], inits: &[Option<Option<InitPixels>>], max_batch: usize
             let r = &g.request;
             (r.width, r.height, r.steps, r.sampler, r.spacing, r.strength) == (width, height, steps, sampler, spacing, strength)
                 && g.loras == spec.loras
+                && r.items.first().is_some_and(|i| masked(&i.init) == masked(init))
         }) {
             Some(i) => i,
             None => {
@@ -146,7 +156,7 @@ mod tests {
         assert!(matches!(reject(&j), Some(EngineError::Invalid { field, .. }) if field == "steps"));
         assert!(reject(&job("b", 1, None, 0)).is_none());
         let mut bad = job("c", 1, None, 0);
-        bad.spec.init_image = Some(imagegate_core::InitImage { source: "https://x/y.png".into(), strength: 0.5 });
+        bad.spec.init_image = Some(imagegate_core::InitImage { source: "https://x/y.png".into(), strength: 0.5, mask: None });
         assert!(matches!(init_of(&bad), Err(EngineError::Invalid { field, .. }) if field == "init_image"));
     }
 

@@ -189,7 +189,7 @@ impl CustomOp1 for GegluCpu {
         let src = simd::f32_data(storage, layout, self.name())?;
         let dims = layout.shape().dims();
         let width = dims[dims.len() - 1];
-        if width % 2 != 0 {
+        if !width.is_multiple_of(2) {
             bail!("geglu: last dimension {width} is odd");
         }
         let half = width / 2;

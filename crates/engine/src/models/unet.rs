@@ -88,7 +88,7 @@ impl UNet {
             down.push(DownBlock::new(vb.pp(format!("down_blocks.{i}")), in_ch, b.out_channels, pad, block_cfg(b, cfg.layers_per_block))?);
         }
         // The mid block attends whether or not the last down block does.
-        let mid_cross = Block { use_cross_attn: Some(last.use_cross_attn.unwrap_or(1)), ..last.clone() };
+        let mid_cross = Block { use_cross_attn: Some(last.use_cross_attn.unwrap_or(1)), ..last };
         let mid = MidBlock::new(vb.pp("mid_block"), last.out_channels, cfg.mid_block_scale_factor, block_cfg(&mid_cross, 1))?;
         let mut up = Vec::with_capacity(n);
         for i in 0..n {

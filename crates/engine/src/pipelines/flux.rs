@@ -119,6 +119,7 @@ impl FluxPipeline {
         if req.sampler != Sampler::FlowEuler {
             return Err(EngineError::invalid("sampler", format!("FLUX samples with FLOW_EULER only, not {}", req.sampler)));
         }
+        super::refuse_masks(req, "FLUX")?;
         // The VAE's downscale (8×), then 2×2 patches.
         let f = self.vae.downscale();
         if !req.width.is_multiple_of(2 * f) || !req.height.is_multiple_of(2 * f) || req.width == 0 || req.height == 0 {

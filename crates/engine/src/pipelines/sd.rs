@@ -24,6 +24,7 @@ use crate::samplers::{NoiseSchedule, NoiseSource, SampleArgs, StepHook, sampler_
 use crate::tokenize::ClipTokenizer;
 
 pub mod conditioning;
+mod inpaint;
 
 pub use conditioning::{Context, encode_prompt};
 use conditioning::SdDenoiser;
@@ -171,8 +172,13 @@ impl SdPipeline {
         let mut sigmas = schedule(sampler.as_ref(), &self.schedule, req.steps, req.spacing);
         let seeds: Vec<u64> = req.items.iter().map(|i| i.seed).collect();
         let mut noise = NoiseSource::new(&seeds);
-        let shape = [self.unet_in_channels, req.height / f, req.width / f];
-        let latents = match req.strength {
+        let latent_channels = self.vae_file.latent_channels;
+        let inpainting = inpaint::check(self.unet_in_channels, latent_channels, &req.items)?;
+        let shape = [latent_channels, req.height / f, req.width / f];
+        // Inpainting at full strength starts from pure noise, as diffusers'
+        // pipeline does, rather than the init image at the top noise level.
+        let strength = req.strength.filter(|s| !(inpainting && *s >= 1.0));
+        let latents = match strength {
             None => init_latents(&mut noise, shape, sampler.init_noise_sigma(&sigmas), &self.device)?,
             Some(strength) => {
                 sigmas = img2img_sigmas(&sigmas, strength);
@@ -182,7 +188,11 @@ impl SdPipeline {
                 (&z0 + init_latents(&mut noise, shape, sigmas[0], &self.device)?)?
             }
         };
-        let mut denoiser = SdDenoiser::new(self, context);
+        let extra = match inpainting {
+            true => Some(inpaint::conditioning(self, &req.items, &mut noise, shape[1], shape[2])?),
+            false => None,
+        };
+        let mut denoiser = SdDenoiser::new(self, context, extra)?;
         let mut args = SampleArgs { denoiser: &mut denoiser, noise: &mut noise, on_step };
         let latents = sampler.sample(latents, &sigmas, &mut args)?;
         split_batch(&decode(&self.vae, &latents, self.vae_file.scaling_factor, DType::F32)?)

@@ -115,6 +115,7 @@ impl Sd3Pipeline {
         if req.sampler != Sampler::FlowEuler {
             return Err(EngineError::invalid("sampler", format!("SD3 samples with FLOW_EULER only, not {}", req.sampler)));
         }
+        super::refuse_masks(req, "SD3")?;
         let f = self.vae_file.downscale() * 2;
         if !req.width.is_multiple_of(f) || !req.height.is_multiple_of(f) || req.width == 0 || req.height == 0 {
             return Err(EngineError::invalid("size", format!("width and height must be positive multiples of {f} for SD3")));

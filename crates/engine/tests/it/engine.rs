@@ -156,7 +156,7 @@ async fn unknown_models_and_bad_init_images_are_named() {
         other => panic!("{other:?}"),
     }
     let mut img2img = job("i", 1);
-    img2img.spec.init_image = Some(imagegate_core::InitImage { source: "data:image/png;base64,".into(), strength: 0.5 });
+    img2img.spec.init_image = Some(imagegate_core::InitImage { source: "data:image/png;base64,".into(), strength: 0.5, mask: None });
     let r = engine.generate_batch(&[img2img, job("ok", 1)], &no_progress(), &CancelFlag::new()).await;
     assert!(matches!(&r[0], Err(BackendError::Invalid { field, .. }) if field == "init_image"));
     assert!(r[1].is_ok());

@@ -191,7 +191,7 @@ fn a_flux_lora_at_scale_zero_is_the_base_model_and_at_one_changes_the_image() {
 /// A 64×48 init image: a diagonal gradient in `shade`.
 fn init_image(shade: u8) -> imagegate_engine::input::InitPixels {
     let rgb = (0..48usize).flat_map(|y| (0..64usize).flat_map(move |x| [shade, ((x + y) * 2) as u8, 255 - shade])).collect();
-    imagegate_engine::input::InitPixels { width: 64, height: 48, rgb }
+    imagegate_engine::input::InitPixels { width: 64, height: 48, rgb, mask: None }
 }
 
 /// Image-to-image on a flow model: follows the init image, repeats by seed,

@@ -7,6 +7,7 @@ mod engine;
 mod fixtures;
 mod flux;
 mod img2img;
+mod inpaint;
 mod lora;
 mod parity;
 mod parity_flux;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use imagegate_core::backend::Job;
-use imagegate_core::{Backend, CancelFlag, LoraSpec, Progress, ProgressSink, Size, TaskSpec};
+use imagegate_core::{Backend, CancelFlag, InitImage, LoraSpec, Progress, ProgressSink, Size, TaskSpec};
 use imagegate_engine::{DEMO_MODEL, DemoBackend, DemoRole, Engine, EngineConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -16,6 +16,13 @@ use crate::wiring;
 fn parse_lora(raw: &str) -> anyhow::Result<LoraSpec> {
     let (name, scale) = raw.rsplit_once(':').context("--lora takes FILE:SCALE")?;
     Ok(LoraSpec { name: name.to_string(), scale: scale.parse().with_context(|| format!("--lora scale `{scale}` is not a number"))? })
+}
+
+/// A file's bytes as the base64 the engine takes for init images and masks.
+fn data_uri(path: &std::path::Path, flag: &str) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    let bytes = std::fs::read(path).with_context(|| format!("{flag}: reading {}", path.display()))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// The model `generate` uses when none is named: the only local model,
@@ -62,6 +69,12 @@ pub async fn run(config: Config, args: GenerateArgs) -> anyhow::Result<()> {
     spec.seed = args.seed.unwrap_or_else(rand::random);
     spec.negative_prompt = args.negative.clone();
     spec.loras = args.loras.iter().map(|l| parse_lora(l)).collect::<anyhow::Result<_>>()?;
+    if let Some(path) = &args.init_image {
+        let strength = args.strength.unwrap_or(if args.mask.is_some() { 1.0 } else { 0.75 });
+        anyhow::ensure!((0.0..=1.0).contains(&strength), "--strength takes 0 to 1, got {strength}");
+        let mask = args.mask.as_deref().map(|m| data_uri(m, "--mask")).transpose()?;
+        spec.init_image = Some(InitImage { source: data_uri(path, "--init-image")?, strength, mask });
+    }
 
     let bar = ProgressBar::new(u64::from(spec.steps));
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{bar:30}] step {pos}/{len} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()));

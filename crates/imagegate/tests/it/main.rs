@@ -7,5 +7,6 @@ mod conformance;
 mod crash;
 mod crash_ledger;
 mod demo;
+mod generate;
 mod pull;
 mod server;

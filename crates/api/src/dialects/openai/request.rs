@@ -126,7 +126,7 @@ impl ImageRequest {
         let init_image = match self.image {
             Some(source) if !source.trim().is_empty() => {
                 let strength = check_range("strength", self.strength.unwrap_or(0.7), 0.0, 1.0)? as f32;
-                Some(InitImage { source, strength })
+                Some(InitImage { source, strength, mask: None })
             }
             _ => None,
         };

@@ -200,7 +200,7 @@ impl PredictionInput {
             sampler: model.sampler,
             seed,
             loras: Vec::new(),
-            init_image: reference.map(|source| InitImage { source, strength: 0.7 }),
+            init_image: reference.map(|source| InitImage { source, strength: 0.7, mask: None }),
             output_format,
             prefix: validate_prefix("prefix", "predictions")?,
             revised_prompt: None,

@@ -92,12 +92,16 @@ pub fn encode_prompt(pipe: &SdPipeline, items: &[ImageRequest], (h, w): (usize, 
 pub(super) struct SdDenoiser<'a> {
     pipe: &'a SdPipeline,
     context: Context,
+    /// Inputs the UNet takes after the latents (inpainting's mask and
+    /// masked-image latents), in the weights' dtype.
+    extra: Option<Tensor>,
 }
 
 impl<'a> SdDenoiser<'a> {
     /// A denoiser over `pipe`'s UNet with fixed conditioning.
-    pub(super) fn new(pipe: &'a SdPipeline, context: Context) -> Self {
-        Self { pipe, context }
+    pub(super) fn new(pipe: &'a SdPipeline, context: Context, extra: Option<Tensor>) -> Result<Self> {
+        let extra = extra.map(|e| e.to_dtype(pipe.dtype)).transpose()?;
+        Ok(Self { pipe, context, extra })
     }
 }
 
@@ -109,6 +113,10 @@ impl Denoiser for SdDenoiser<'_> {
         let t = pipe.schedule.sigma_to_t(sigma);
         // [B, C, h, w] at unit variance, in the weights' dtype.
         let x_in = x.affine(c_in, 0.0)?.to_dtype(pipe.dtype)?;
+        let x_in = match &self.extra {
+            Some(extra) => Tensor::cat(&[&x_in, extra], 1)?,
+            None => x_in,
+        };
         let added = match (&ctx.pooled, &ctx.time_ids) {
             (Some(text_embeds), Some(time_ids)) => Some(Added { text_embeds, time_ids }),
             _ => None,

@@ -85,7 +85,7 @@ async fn an_inline_reference_goes_to_images_edits_as_an_upload() {
     let d = openai::start("sk-test", false).await;
     let b = backend(&config(&[channel("oa", "openai", &format!("{}/v1", d.base), "sk-test")]));
     let mut s = with_extras(spec("gpt-image-1", "make it snow", 1024, 1024), json!({"quality": "low"}));
-    s.init_image = Some(imagegate_core::InitImage { source: format!("data:image/png;base64,{}", crate::support::b64(&crate::support::png(8, 8))), strength: 0.6 });
+    s.init_image = Some(imagegate_core::InitImage { source: format!("data:image/png;base64,{}", crate::support::b64(&crate::support::png(8, 8))), strength: 0.6, mask: None });
     let g = generate(&b, s).await.unwrap();
     assert_eq!((g.images[0].width, g.provider_request_id.as_deref()), (32, Some("req_edit")));
     let reqs = d.log.to("/v1/images/edits");

@@ -62,7 +62,7 @@ async fn sd35_image_to_image_uploads_the_init_image_with_strength() {
     let d = stability::start("st-key").await;
     let b = backend(&config(&[channel("st", "stability", &d.base, "st-key")]));
     let mut s = spec("stable-diffusion-3-5-large", "a watercolour", 1024, 1024);
-    s.init_image = Some(imagegate_core::InitImage { source: crate::support::b64(&crate::support::png(8, 8)), strength: 0.35 });
+    s.init_image = Some(imagegate_core::InitImage { source: crate::support::b64(&crate::support::png(8, 8)), strength: 0.35, mask: None });
     generate(&b, s).await.unwrap();
     let f = d.log.to("/v2beta/stable-image/generate/sd3")[0].form();
     assert_eq!((f["mode"].as_str(), f["strength"].as_str()), ("image-to-image", "0.35"));
