@@ -11,6 +11,7 @@ mod inpaint;
 mod lora;
 mod parity;
 mod parity_flux;
+mod parity_inpaint;
 mod parity_sdxl;
 mod parity_sd3;
 mod sd;

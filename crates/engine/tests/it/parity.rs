@@ -41,7 +41,7 @@ const SEED: u64 = 1234;
 /// Blocks of `[4, 8, 8]` noise written: the initial latent, then one per ancestral step.
 const NOISE_BLOCKS: usize = 8;
 /// Decoded images (and final latents) must agree to this relative error.
-const TOL: f64 = 1e-3;
+pub(crate) const TOL: f64 = 1e-3;
 /// Single stages (text encoder, one UNet call, VAE decode) agree far tighter.
 const STAGE_TOL: f64 = 1e-4;
 
