@@ -22,6 +22,11 @@ pub struct InitPixels {
     pub mask: Option<Vec<u8>>,
 }
 
+/// Whether an image is inpainted: it has an init image with a mask.
+pub fn has_mask(init: &Option<InitPixels>) -> bool {
+    init.as_ref().is_some_and(|p| p.mask.is_some())
+}
+
 /// Decodes `source` (PNG, JPEG or WebP; data URI or base64) and resizes it to `width` x `height`.
 pub fn decode_init_image(source: &str, width: usize, height: usize) -> Result<InitPixels> {
     let img = decode_image(source, "init_image")?;

@@ -132,7 +132,7 @@ pub(crate) fn sample_posterior(mean: &Tensor, logvar: &Tensor, noise: &mut Noise
 
 /// Refuses inpainting masks in a pipeline that has no inpainting variant.
 pub(crate) fn refuse_masks(req: &BatchRequest, family: &str) -> Result<()> {
-    if req.items.iter().any(|i| i.init.as_ref().is_some_and(|p| p.mask.is_some())) {
+    if req.items.iter().any(|i| crate::input::has_mask(&i.init)) {
         return Err(EngineError::invalid("mask", format!("{family} models do not inpaint here; masks need an SD inpainting checkpoint")));
     }
     Ok(())

@@ -7,7 +7,7 @@ use imagegate_core::{LoraSpec, Sampler};
 use imagegate_core::backend::Job;
 
 use crate::error::EngineError;
-use crate::input::{InitPixels, decode_init_image, decode_mask};
+use crate::input::{InitPixels, decode_init_image, decode_mask, has_mask};
 use crate::pipelines::{BatchRequest, ImageRequest};
 use crate::samplers::SigmaSpacing;
 
@@ -64,11 +64,6 @@ pub fn init_of(job: &Job) -> Result<Option<InitPixels>, EngineError> {
     Ok(Some(pixels))
 }
 
-/// Whether an image is inpainted (its own batch: the UNet input differs).
-fn masked(init: &Option<InitPixels>) -> bool {
-    init.as_ref().is_some_and(|p| p.mask.is_some())
-}
-
 /// Splits the accepted jobs (`inits[j]` is `Some` for them, holding their
 /// decoded init image if any) into chunks of at most `max_batch` images.
 pub fn plan(jobs: &[Job], inits: &[Option<Option<InitPixels>>], max_batch: usize, default_sampler: Sampler) -> Vec<Chunk> {
@@ -83,7 +78,8 @@ pub fn plan(jobs: &[Job], inits: &[Option<Option<InitPixels>>], max_batch: usize
             let r = &g.request;
             (r.width, r.height, r.steps, r.sampler, r.spacing, r.strength) == (width, height, steps, sampler, spacing, strength)
                 && g.loras == spec.loras
-                && r.items.first().is_some_and(|i| masked(&i.init) == masked(init))
+                // Inpainted images batch apart: the UNet takes more inputs.
+                && r.items.first().is_some_and(|i| has_mask(&i.init) == has_mask(init))
         }) {
             Some(i) => i,
             None => {

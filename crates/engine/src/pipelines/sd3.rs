@@ -31,7 +31,6 @@ use crate::samplers::flow_euler::{FlowShift, scheduler_flow_sigmas};
 use crate::samplers::{Denoiser, NoiseSource, SampleArgs, StepHook, sampler_for};
 use crate::tokenize::{ClipTokenizer, T5Tokenizer};
 
-
 /// A loaded SD3 / SD3.5 pipeline.
 pub struct Sd3Pipeline {
     clips: Vec<(ClipTokenizer, ClipTextEncoder)>,

@@ -32,7 +32,6 @@ fn blend_pair(parts: &[((Tensor, Option<Tensor>), f32)]) -> Result<(Tensor, Opti
     Ok((blend(&hidden)?, pooled.map(|p| blend(&p)).transpose()?))
 }
 
-/// Stage `encode_prompt`: conditioning for each item at output size `(h, w)`.
 impl Context {
     /// Hidden states `[B or 2B, S, D]`, negatives first when guided.
     pub fn embeddings(&self) -> &Tensor {
@@ -45,6 +44,7 @@ impl Context {
     }
 }
 
+/// Stage `encode_prompt`: conditioning for each item at output size `(h, w)`.
 pub fn encode_prompt(pipe: &SdPipeline, items: &[ImageRequest], (h, w): (usize, usize)) -> Result<Context> {
     let guided = items.iter().any(|i| i.guidance > 1.0);
     let mut pos = Vec::with_capacity(items.len());

@@ -8,6 +8,7 @@ use candle_core::{DType, Tensor};
 
 use super::{SdPipeline, encode_init_image};
 use crate::error::{EngineError, Result};
+use crate::input::has_mask;
 use crate::pipelines::{ImageRequest, init_pixels};
 use crate::samplers::NoiseSource;
 
@@ -18,7 +19,7 @@ pub(super) fn check(unet_in: usize, latent: usize, items: &[ImageRequest]) -> Re
     if !inpainting && unet_in != latent {
         return Err(EngineError::invalid("model", format!("a UNet with {unet_in} input channels over {latent} latent channels is neither a text-to-image nor an inpainting UNet")));
     }
-    let masks = items.iter().filter(|i| i.init.as_ref().is_some_and(|p| p.mask.is_some())).count();
+    let masks = items.iter().filter(|i| has_mask(&i.init)).count();
     match (inpainting, masks) {
         (true, n) if n < items.len() => {
             Err(EngineError::invalid("mask", "this is an inpainting model: every image needs an init image and a mask"))
@@ -34,25 +35,18 @@ pub(super) fn check(unet_in: usize, latent: usize, items: &[ImageRequest]) -> Re
 /// item's seeded noise.
 pub(super) fn conditioning(pipe: &SdPipeline, items: &[ImageRequest], noise: &mut NoiseSource, h: usize, w: usize) -> Result<Tensor> {
     let pixels = init_pixels(items, &pipe.device)?;
-    let (height, width) = (pixels.dim(2)?, pixels.dim(3)?);
-    let masks = items
-        .iter()
-        .map(|i| {
-            let mask = i.init.as_ref().and_then(|p| p.mask.as_ref()).ok_or_else(|| EngineError::invalid("mask", "missing"))?;
-            let full = Tensor::from_vec(mask.iter().map(|&m| f32::from(m)).collect::<Vec<_>>(), (1, height, width), &pipe.device)?;
-            // F.interpolate(mode="nearest"): latent (y, x) takes pixel (y·H/h, x·W/w).
-            let rows: Vec<u32> = (0..h).map(|y| (y * height / h) as u32).collect();
-            let cols: Vec<u32> = (0..w).map(|x| (x * width / w) as u32).collect();
-            let rows = Tensor::new(rows.as_slice(), &pipe.device)?;
-            let cols = Tensor::new(cols.as_slice(), &pipe.device)?;
-            Ok((full.clone(), full.index_select(&rows, 1)?.index_select(&cols, 2)?))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let full = Tensor::stack(&masks.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(), 0)?;
-    let small = Tensor::stack(&masks.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(), 0)?;
+    let (batch, _, height, width) = pixels.dims4()?;
+    let mut mask = Vec::with_capacity(batch * height * width);
+    for item in items {
+        let m = item.init.as_ref().and_then(|p| p.mask.as_ref()).ok_or_else(|| EngineError::invalid("mask", "every image of an inpainting batch needs one"))?;
+        mask.extend(m.iter().map(|&v| f32::from(v)));
+    }
+    let full = Tensor::from_vec(mask, (batch, 1, height, width), &pipe.device)?;
+    // F.interpolate(mode="nearest"): latent (y, x) takes pixel (y·H/h, x·W/w).
+    let pick = |n: usize, of: usize| Tensor::new((0..n).map(|i| (i * of / n) as u32).collect::<Vec<_>>().as_slice(), &pipe.device);
+    let small = full.index_select(&pick(h, height)?, 2)?.index_select(&pick(w, width)?, 3)?;
     // Kept pixels stay, repainted ones become 0: image · (1 − mask).
-    let keep = full.affine(-1.0, 1.0)?;
-    let masked = pixels.broadcast_mul(&keep)?;
+    let masked = pixels.broadcast_mul(&full.affine(-1.0, 1.0)?)?;
     let masked_latents = encode_init_image(pipe, &masked, noise)?;
     Ok(Tensor::cat(&[&small, &masked_latents], 1)?.to_dtype(DType::F32)?)
 }
