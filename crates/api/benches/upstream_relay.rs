@@ -15,7 +15,8 @@
 //! Client, server and double share the process and the machine's cores.
 //! With `BENCH_SERVE_SECS=N` it measures nothing: it prints the server's URL
 //! and admin key and serves for N seconds, for an outside load generator
-//! (`wrk`) to drive the same setup.
+//! (`wrk`) to drive the same setup. `BENCH_LEVELS` (default `1,16,64`) picks
+//! the concurrency levels, e.g. to profile one of them alone.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,6 +77,11 @@ fn main() {
     let total = env_or("BENCH_REQUESTS", 2000);
     let workers = env_or("BENCH_WORKERS", 8);
     let batch = env_or("BENCH_BATCH", 16) as u32;
+    let levels: Vec<usize> = std::env::var("BENCH_LEVELS")
+        .unwrap_or_else(|_| "1,16,64".into())
+        .split(',')
+        .map(|l| l.trim().parse().expect("BENCH_LEVELS: comma-separated concurrency levels"))
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let double = instant::start_on(0).await;
@@ -99,7 +105,7 @@ fn main() {
         println!("workers {workers}, batch_max {batch}, {total} requests per row");
         println!("| concurrency | direct req/s | direct p50 ms | direct p99 ms | imagegate req/s | imagegate p50 ms | imagegate p99 ms | added p50 ms | added p99 ms |");
         println!("|---|---|---|---|---|---|---|---|---|");
-        for c in [1, 16, 64] {
+        for &c in &levels {
             let d = run(&client, &direct.0, &direct.1, &body, c, total).await;
             let r = run(&client, &ours.0, &ours.1, &body, c, total).await;
             println!(
