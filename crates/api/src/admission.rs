@@ -15,6 +15,9 @@ use crate::state::AppState;
 pub struct Admit {
     /// Caller's idempotency key and a hash of what it asked for.
     pub idempotency: Option<(String, String)>,
+    /// The caller waits for the outcome: a relayed task may then start at
+    /// once in this process instead of waiting for a claim.
+    pub waits: bool,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
         if self.depth.current(&self.db).await? >= self.config.max_queued {
             return Err(AppError::new(ErrorCode::Unavailable, "the queue is full; try again shortly").with_retry_after(5));
         }
+        let start = if how.waits { self.queue.start_now(model) } else { None };
         let submitted = self
             .db
             .submit_task(NewTask {
@@ -55,6 +59,7 @@ impl AppState {
                 idempotency: how.idempotency,
                 hold,
                 concurrency_limit: (!caller.is_admin).then(|| self.plans.get_or_free(&caller.plan).concurrency),
+                start,
             })
             .await
             .map_err(|e| match e {
@@ -63,8 +68,12 @@ impl AppState {
             })?;
         if let Submitted::New(t) = &submitted {
             self.depth.admitted();
-            tracing::info!(task_id = %t.id, model = %t.spec.model, "task accepted");
-            self.queue.wake();
+            tracing::info!(task_id = %t.id, model = %t.spec.model, started = t.state == TaskState::Running, "task accepted");
+            if t.state == TaskState::Running {
+                self.queue.run_started(t);
+            } else {
+                self.queue.wake();
+            }
         }
         Ok(submitted)
     }

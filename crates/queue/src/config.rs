@@ -22,6 +22,10 @@ pub struct QueueConfig {
     pub retention_days: f64,
     /// How often the retention sweeper runs.
     pub retention_sweep_secs: f64,
+    /// Run a synchronous request's task at once, in the request's process,
+    /// when an upstream channel serves it, instead of queueing it for a
+    /// worker loop to claim (see `direct`). Needs `workers` > 0.
+    pub start_relays_at_once: bool,
 }
 
 impl Default for QueueConfig {
@@ -35,6 +39,7 @@ impl Default for QueueConfig {
             sweep_secs: 5.0,
             retention_days: 7.0,
             retention_sweep_secs: 3600.0,
+            start_relays_at_once: true,
         }
     }
 }

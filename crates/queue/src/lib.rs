@@ -4,9 +4,11 @@
 //! run compatible tasks as one batch on a [`Backend`](imagegate_core::Backend),
 //! put the images in object storage and complete the task; waiting requests
 //! learn of it through the [`CompletionHub`]. Sweepers requeue tasks whose
-//! worker died and purge results past their retention.
+//! worker died and purge results past their retention. A synchronous
+//! request's relayed task may skip the claim and run at once (`direct`).
 
 pub mod config;
+mod direct;
 pub mod hub;
 pub mod sweeper;
 pub mod worker;

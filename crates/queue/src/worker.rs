@@ -115,10 +115,11 @@ impl Queue {
         if stored.is_empty() {
             return;
         }
-        let done: Vec<(&str, &TaskResult)> = stored.iter().map(|(id, r)| (*id, r)).collect();
-        match self.db.complete_tasks(&self.worker_id, &done).await {
+        let ids: Vec<&str> = stored.iter().map(|(id, _)| *id).collect();
+        let done: Vec<(String, TaskResult)> = stored.into_iter().map(|(id, r)| (id.to_string(), r)).collect();
+        match self.db.complete_tasks_grouped(&self.worker_id, done).await {
             Ok(views) => {
-                for ((id, _), view) in stored.iter().zip(views) {
+                for (id, view) in ids.iter().zip(views) {
                     match view {
                         Some(view) => self.hub.finished(view),
                         None => {
@@ -129,8 +130,8 @@ impl Queue {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, tasks = stored.len(), "recording the batch's completion failed; its leases will lapse and it will be retried");
-                for (id, _) in &stored {
+                tracing::error!(error = %e, tasks = ids.len(), "recording the batch's completion failed; its leases will lapse and it will be retried");
+                for id in &ids {
                     self.hub.notify(id);
                 }
             }

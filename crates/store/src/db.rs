@@ -14,6 +14,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 
 use crate::error::StoreError;
+use crate::group_complete::GroupComplete;
 use crate::group_insert::GroupInsert;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -37,6 +38,8 @@ pub struct Db {
     pub kind: DbKind,
     /// Plain task inserts, written in groups (see `group_insert`).
     pub(crate) inserts: GroupInsert,
+    /// Completions, written in groups (see `group_complete`).
+    pub(crate) completions: GroupComplete,
 }
 
 impl Db {
@@ -69,10 +72,10 @@ impl Db {
             };
             let write = opts(1).connect(url).await?;
             let read = if url.contains(":memory:") { write.clone() } else { opts(8).connect(url).await? };
-            Self { read, inserts: GroupInsert::spawn(write.clone()), write, kind: DbKind::Sqlite }
+            Self { read, inserts: GroupInsert::spawn(write.clone()), completions: GroupComplete::default(), write, kind: DbKind::Sqlite }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?;
-            Self { read: pool.clone(), inserts: GroupInsert::spawn(pool.clone()), write: pool, kind: DbKind::Postgres }
+            Self { read: pool.clone(), inserts: GroupInsert::spawn(pool.clone()), completions: GroupComplete::default(), write: pool, kind: DbKind::Postgres }
         } else {
             return Err(StoreError::Config(format!("database url must start with sqlite: or postgres:, got `{}`", redact_url(url))));
         };

@@ -6,6 +6,7 @@
 
 pub mod db;
 pub mod error;
+mod group_complete;
 mod group_insert;
 pub mod idempotency;
 pub mod keys;
@@ -20,7 +21,7 @@ pub use error::StoreError;
 pub use keys::{Account, ApiKey, Caller, NewKey};
 pub use ledger::{Balance, EntryKind, Expiring, Hold, HoldState, InsufficientCredits, LedgerEntry, Settlement};
 pub use objects::{ObjectConfig, Objects};
-pub use tasks::{ClaimedTask, NewTask, Submitted};
+pub use tasks::{ClaimedTask, NewTask, Start, Submitted};
 pub use usage::{DAY_MS, Day, UsageRow};
 
 /// Milliseconds since the Unix epoch.

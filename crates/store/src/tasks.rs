@@ -34,6 +34,21 @@ pub struct NewTask {
     /// Most tasks of this account that may run at once (its plan's
     /// concurrency); `None` for no limit. Tasks over it wait in the queue.
     pub concurrency_limit: Option<u32>,
+    /// Insert the task already running under this lease, for the caller to
+    /// run at once, instead of queued for a worker to claim. Honoured only
+    /// when a claim could have taken it now: the account is under its
+    /// concurrency limit and has no task queued ahead of it; otherwise the
+    /// task is queued as usual (the returned view's state tells which).
+    pub start: Option<Start>,
+}
+
+/// A lease to admit a task under (see [`NewTask::start`]).
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// Lease owner, as a claiming worker would name itself.
+    pub worker: String,
+    /// Lease length.
+    pub lease_ms: i64,
 }
 
 /// The outcome of a submission.
@@ -69,6 +84,10 @@ pub struct ClaimedTask {
     pub created_at: i64,
 }
 
+/// The PostgreSQL advisory lock that serialises claims (and admissions
+/// that start a task at once) against each other.
+const CLAIM_LOCK: i64 = 7305871;
+
 /// The concurrency limit stored for accounts without one.
 pub(crate) const UNLIMITED: i64 = 1_000_000;
 
@@ -98,16 +117,17 @@ fn task_from(row: &AnyRow) -> Result<TaskView, StoreError> {
     })
 }
 
-fn queued_view(id: String, new: NewTask, now: i64) -> TaskView {
+fn admitted_view(id: String, new: NewTask, now: i64) -> TaskView {
+    let started = new.start.is_some();
     TaskView {
         id,
         account_id: new.account_id,
-        state: TaskState::Queued,
+        state: if started { TaskState::Running } else { TaskState::Queued },
         progress: (0, new.spec.steps),
         spec: new.spec,
         result: None,
         error: None,
-        attempts: 0,
+        attempts: u32::from(started),
         created_at: now,
         updated_at: now,
     }
@@ -118,8 +138,9 @@ impl Db {
     /// transaction. Nothing is acknowledged to a client before this commits;
     /// a repeat under the same idempotency key holds nothing more. Fails with
     /// [`StoreError::InsufficientCredits`] when the hold cannot be paid.
-    pub async fn submit_task(&self, new: NewTask) -> Result<Submitted, StoreError> {
-        if new.hold.is_none() && new.idempotency.is_none() {
+    pub async fn submit_task(&self, mut new: NewTask) -> Result<Submitted, StoreError> {
+        let limited_start = new.start.is_some() && new.concurrency_limit.is_some();
+        if new.hold.is_none() && new.idempotency.is_none() && !limited_start {
             // Nothing else to write with it: one autocommitted statement.
             return self.insert_task(new).await.map(Submitted::New);
         }
@@ -140,6 +161,9 @@ impl Db {
                 let task = self.get_task(&task_id).await?.ok_or_else(|| StoreError::NotFound(format!("task {task_id}")))?;
                 return Ok(Submitted::Existing(task));
             }
+        }
+        if limited_start && !self.may_start_now(&mut tx, &new).await? {
+            new.start = None;
         }
         let now = now_ms();
         let id = new_id("task");
@@ -167,7 +191,27 @@ impl Db {
             res?;
         }
         tx.commit().await?;
-        Ok(Submitted::New(queued_view(id, new, now)))
+        Ok(Submitted::New(admitted_view(id, new, now)))
+    }
+
+    /// Whether a claim would take `new` now: its account runs fewer tasks
+    /// than its limit and has none queued (which would go first). On
+    /// PostgreSQL this takes the claims' lock, so that it and a concurrent
+    /// claim cannot both see the last free slot.
+    async fn may_start_now(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, new: &NewTask) -> Result<bool, StoreError> {
+        let Some(limit) = new.concurrency_limit else { return Ok(true) };
+        if self.kind == DbKind::Postgres {
+            sqlx::query(AssertSqlSafe(format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})"))).execute(&mut **tx).await?;
+        }
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0) AS running, COALESCE(SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END), 0) AS queued \
+             FROM tasks WHERE account_id = $1 AND state IN ('queued', 'running')",
+        )
+        .bind(&new.account_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        let (running, queued): (i64, i64) = (row.try_get("running")?, row.try_get("queued")?);
+        Ok(queued == 0 && running < i64::from(limit))
     }
 
     async fn insert_task(&self, new: NewTask) -> Result<TaskView, StoreError> {
@@ -175,7 +219,7 @@ impl Db {
         let id = new_id("task");
         let spec_json = serde_json::to_string(&new.spec).map_err(|e| corrupt("spec", e))?;
         let row = self.inserts.insert(crate::group_insert::Row { id, new, spec_json, now }).await?;
-        Ok(queued_view(row.id, row.new, row.now))
+        Ok(admitted_view(row.id, row.new, row.now))
     }
 
     /// Reads a task.
@@ -212,7 +256,7 @@ impl Db {
         let claim = sqlx::query(SQL).bind(worker).bind(now + lease_ms).bind(now).bind(i64::from(limit));
         let rows = if self.kind == DbKind::Postgres {
             let mut tx = self.write.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(7305871)").execute(&mut *tx).await?;
+            sqlx::query(AssertSqlSafe(format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})"))).execute(&mut *tx).await?;
             let rows = claim.fetch_all(&mut *tx).await?;
             tx.commit().await?;
             rows

@@ -95,7 +95,7 @@ pub async fn publish_task(State(state): State<AppState>, RawQuery(query): RawQue
     if is_dry_run(query.as_deref()) {
         return Ok(Json(quote_json(&state.quote(&spec)?)).into_response());
     }
-    let how = Admit { idempotency: client_id.as_deref().map(|id| (idempotency_key(id), body_hash(&value))) };
+    let how = Admit { idempotency: client_id.as_deref().map(|id| (idempotency_key(id), body_hash(&value))), ..Admit::default() };
     let task = run_to_end(&state, &caller, spec, how).await?;
     let body = render(&state, client_id.as_deref().unwrap_or(&task.id), &task).await?;
     Ok(state.with_charge(&caller, &task, Json(body).into_response()).await?)

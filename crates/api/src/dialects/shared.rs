@@ -53,7 +53,7 @@ pub async fn submit(state: &AppState, caller: &Caller, spec: TaskSpec, how: Admi
 /// Submits and waits for success (504 with the task id past the deadline;
 /// the task's own error when it failed).
 pub async fn run_to_end(state: &AppState, caller: &Caller, spec: TaskSpec, how: Admit) -> Result<TaskView, AppError> {
-    let task = submit(state, caller, spec, how).await?;
+    let task = submit(state, caller, spec, Admit { waits: true, ..how }).await?;
     let task = if task.state.is_terminal() { task } else { state.wait_for(&task.id).await? };
     if task.state != TaskState::Succeeded {
         return Err(task_failure(&task));

@@ -4,9 +4,11 @@
 //! family succeed end to end and our signed URL serves the double's image
 //! byte for byte; failover with a metered account charges exactly once;
 //! when every channel fails nothing is charged; `[models.routing]` chooses
-//! between a local backend and the channels.
+//! between a local backend and the channels; a synchronous relayed request
+//! starts at once instead of waiting for a worker loop.
 
 mod failover;
+mod direct;
 mod harness;
 mod routing;
 mod seeds;

@@ -2,5 +2,6 @@
 
 mod keys;
 mod ledger;
+mod started;
 mod tasks;
 mod usage;

@@ -19,6 +19,7 @@ async fn submit(db: &Db, acct: &str, spec: TaskSpec, idem: Option<(&str, &str)>)
         idempotency: idem.map(|(k, h)| (k.to_string(), h.to_string())),
         hold: None,
         concurrency_limit: None,
+        start: None,
     })
     .await
 }
@@ -235,7 +236,7 @@ async fn claims_respect_each_accounts_concurrency_and_share_fairly() {
         let a = db.create_account("limited", "junior", false).await.unwrap();
         let b = db.create_account("other", "free", false).await.unwrap();
         for _ in 0..4 {
-            db.submit_task(NewTask { account_id: a.id.clone(), key_id: None, spec: spec("m", 512), max_attempts: 2, idempotency: None, hold: None, concurrency_limit: Some(2) })
+            db.submit_task(NewTask { account_id: a.id.clone(), key_id: None, spec: spec("m", 512), max_attempts: 2, idempotency: None, hold: None, concurrency_limit: Some(2), start: None })
                 .await
                 .unwrap();
         }

@@ -24,7 +24,7 @@ fn price(spec: &TaskSpec) -> i64 {
 /// with `n` images, `None` fails for good. Returns the task id.
 async fn run_task(db: &Db, account: &str, key: Option<&str>, spec: TaskSpec, made: Option<usize>) -> String {
     let hold = Some(price(&spec));
-    let new = NewTask { account_id: account.into(), key_id: key.map(Into::into), spec, max_attempts: 1, idempotency: None, hold, concurrency_limit: None };
+    let new = NewTask { account_id: account.into(), key_id: key.map(Into::into), spec, max_attempts: 1, idempotency: None, hold, concurrency_limit: None, start: None };
     let id = db.submit_task(new).await.unwrap().task().id.clone();
     let claimed = db.claim_tasks("w", 1, 30_000).await.unwrap();
     assert_eq!(claimed[0].id, id, "one task at a time");
@@ -106,7 +106,7 @@ async fn unmetered_and_purged_tasks_still_count_their_images() {
     for s in ScratchDb::all().await {
         let db = &s.db;
         let admin = db.create_account("root", "senior", true).await.unwrap();
-        let new = NewTask { account_id: admin.id.clone(), key_id: None, spec: spec(FLUX, 2), max_attempts: 1, idempotency: None, hold: None, concurrency_limit: None };
+        let new = NewTask { account_id: admin.id.clone(), key_id: None, spec: spec(FLUX, 2), max_attempts: 1, idempotency: None, hold: None, concurrency_limit: None, start: None };
         let id = db.submit_task(new).await.unwrap().task().id.clone();
         db.claim_tasks("w", 1, 30_000).await.unwrap();
         let images = (0..2).map(|i| StoredImage { key: format!("images/{id}/{i}.png"), width: 1024, height: 1024, seed: i }).collect();

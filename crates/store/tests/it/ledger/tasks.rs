@@ -27,6 +27,7 @@ async fn submit_paid(db: &Db, account: &str, spec: TaskSpec, idem: Option<&str>)
         idempotency: idem.map(|k| (k.to_string(), "body".to_string())),
         hold: Some(q.total_millicredits),
         concurrency_limit: None,
+        start: None,
     })
     .await
 }
@@ -138,7 +139,7 @@ async fn unmetered_tasks_hold_nothing_and_need_no_credits() {
         let db = &s.db;
         let admin = db.create_account("root", "senior", true).await.unwrap();
         let t = db
-            .submit_task(NewTask { account_id: admin.id.clone(), key_id: None, spec: flux_dev(1), max_attempts: 1, idempotency: None, hold: None, concurrency_limit: None })
+            .submit_task(NewTask { account_id: admin.id.clone(), key_id: None, spec: flux_dev(1), max_attempts: 1, idempotency: None, hold: None, concurrency_limit: None, start: None })
             .await
             .unwrap();
         let id = t.task().id.clone();
