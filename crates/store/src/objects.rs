@@ -12,6 +12,7 @@ use object_store::signer::Signer;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::StoreError;
+use crate::fresh::Fresh;
 use crate::signing::UrlSigner;
 
 /// Where objects live.
@@ -58,6 +59,8 @@ pub struct Objects {
     signer: UrlSigner,
     public_base: String,
     ttl: Duration,
+    /// What this process put a moment ago, to answer reads without the store.
+    fresh: Arc<Fresh>,
 }
 
 impl std::fmt::Debug for Objects {
@@ -81,7 +84,7 @@ impl Objects {
                 (s3.clone(), Backing::S3 { signer: s3 }, prefix.clone())
             }
         };
-        Ok(Self { store, backing: Arc::new(backing), prefix, signer, public_base: public_base.trim_end_matches('/').to_string(), ttl })
+        Ok(Self { store, backing: Arc::new(backing), prefix, signer, public_base: public_base.trim_end_matches('/').to_string(), ttl, fresh: Arc::default() })
     }
 
     /// Opens a local folder store (tests, single machine).
@@ -102,12 +105,17 @@ impl Objects {
 
     /// Stores bytes under `key`.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        self.store.put(&self.path(key), PutPayload::from(bytes)).await?;
+        let bytes = Bytes::from(bytes);
+        self.store.put(&self.path(key), PutPayload::from(bytes.clone())).await?;
+        self.fresh.insert(key, bytes);
         Ok(())
     }
 
     /// Reads an object; `NotFound` when absent.
     pub async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
+        if let Some(bytes) = self.fresh.get(key) {
+            return Ok(bytes);
+        }
         match self.store.get(&self.path(key)).await {
             Ok(r) => Ok(r.bytes().await?),
             Err(object_store::Error::NotFound { .. }) => Err(StoreError::NotFound(format!("object {key}"))),
@@ -117,6 +125,7 @@ impl Objects {
 
     /// Deletes an object (absent is fine).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.fresh.remove(key);
         match self.store.delete(&self.path(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
@@ -167,6 +176,9 @@ mod tests {
         let o = Objects::local(dir.path(), UrlSigner::new(vec![7; 32]), "http://h:1/", Duration::from_secs(60)).unwrap();
         o.put("a/task_1/0.png", vec![1, 2, 3]).await.unwrap();
         assert_eq!(&o.get("a/task_1/0.png").await.unwrap()[..], &[1, 2, 3]);
+        assert_eq!(std::fs::read(dir.path().join("a/task_1/0.png")).unwrap(), [1, 2, 3], "in the folder, not only in memory");
+        let other = Objects::local(dir.path(), UrlSigner::new(vec![7; 32]), "http://h:1/", Duration::from_secs(60)).unwrap();
+        assert_eq!(&other.get("a/task_1/0.png").await.unwrap()[..], &[1, 2, 3], "another process reads it from the store");
         let url = o.signed_url("a/task_1/0.png").await.unwrap();
         assert!(url.starts_with("http://h:1/files/a/task_1/0.png?exp="));
         let q = url.split_once('?').unwrap().1;
