@@ -58,10 +58,15 @@ impl Db {
             // tables and statement journals stay in memory: as files, every
             // multi-row UPDATE (claims, completions) created and unlinked
             // one, about a fifth of the CPU time of a synchronous request.
+            // No ping before each acquire (sqlx's default): a SQLite
+            // connection is a thread in this process, not a socket that can
+            // go stale, and the ping was one more hand-off to that thread
+            // for every statement and transaction.
             let opts = |n: u32| {
                 AnyPoolOptions::new()
                     .max_connections(n)
                     .acquire_timeout(Duration::from_secs(30))
+                    .test_before_acquire(false)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             use sqlx::Executor;
