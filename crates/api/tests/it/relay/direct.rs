@@ -9,7 +9,7 @@ use std::time::Duration;
 use imagegate_core::backend::Job;
 use imagegate_core::{Backend, BackendError, CancelFlag, Generation, ModelEntry, ProgressSink, TaskState};
 use imagegate_queue::QueueConfig;
-use imagegate_testkit::doubles::openai;
+use imagegate_testkit::doubles::{openai, scripted};
 use imagegate_testkit::{SyntheticBackend, TestApp, TestAppOptions};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
@@ -94,4 +94,33 @@ async fn with_starting_at_once_off_a_relayed_request_waits_for_a_worker_loop() {
     gated.gate.add_permits(1);
     assert_eq!(held.await.unwrap(), 200);
     assert_eq!(waiting.await.unwrap(), 200, "served once the loop is free");
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_does_not_cancel_the_started_relay() {
+    let double = scripted::start([]).await;
+    double.set_delay(Duration::from_millis(400));
+    let mut c = Channels::new();
+    c.add("gw", "openai-compatible", &format!("{}/v1", double.base), "k", "models = [\"FLUX.1-schnell\"]");
+    let queue = QueueConfig { poll_ms: 50, ..QueueConfig::default() };
+    let app = TestApp::spawn_with(TestAppOptions { backends: vec![c.relay("")], queue, ..Default::default() }).await;
+    let hung_up = app
+        .client
+        .post(app.url("/v1/images/generations"))
+        .bearer_auth(&app.admin_key)
+        .timeout(Duration::from_millis(100))
+        .json(&json!({"model": "FLUX.1-schnell", "prompt": "a fox", "size": "1024x1024"}))
+        .send()
+        .await;
+    assert!(hung_up.is_err_and(|e| e.is_timeout()), "the client gave up before the provider answered");
+    let mut counts = Vec::new();
+    for _ in 0..100 {
+        counts = app.state.db.task_state_counts().await.unwrap();
+        if counts.iter().any(|(s, n)| s == "succeeded" && *n == 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counts, vec![("succeeded".to_string(), 1)], "the task ran to its end and was recorded");
+    assert_eq!(double.calls(), 1, "one provider call, neither cancelled nor repeated");
 }
