@@ -17,12 +17,16 @@
 //! and admin key and serves for N seconds, for an outside load generator
 //! (`wrk`) to drive the same setup. `BENCH_LEVELS` (default `1,16,64`) picks
 //! the concurrency levels, e.g. to profile one of them alone.
+//! `BENCH_METERED=1` sends imagegate's requests with a paying account's key
+//! instead of the admin's: each then also holds credits at admission and
+//! captures them at completion (its plan allows any rate and concurrency,
+//! so only the ledger work is added).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use imagegate_core::Catalog;
+use imagegate_core::{Catalog, PlanTable};
 use imagegate_queue::QueueConfig;
 use imagegate_testkit::doubles::instant;
 use imagegate_testkit::{TestApp, TestAppOptions};
@@ -89,20 +93,30 @@ fn main() {
             toml::from_str(&format!("[[channels]]\nname = \"bench\"\nprovider = \"openai\"\nbase_url = \"{double}/v1\"\nmodels = [\"gpt-image-1\"]\n")).expect("config");
         let relay = Arc::new(UpstreamBackend::from_config(&cfg, &Catalog::builtin()).expect("relay"));
         let queue = QueueConfig { workers, batch_max: batch, ..QueueConfig::default() };
-        let app = TestApp::spawn_with(TestAppOptions { backends: vec![relay], queue, ..Default::default() }).await;
+        let metered = std::env::var("BENCH_METERED").is_ok_and(|v| v == "1");
+        let plans = PlanTable::from_toml("[bench]\nconcurrency = 100000\nrate_per_minute = 100000000\n").expect("plans");
+        let app = TestApp::spawn_with(TestAppOptions { backends: vec![relay], queue, plans: Some(plans), ..Default::default() }).await;
+        let key = if metered {
+            let db = &app.state.db;
+            let acct = db.create_account("bench", "bench", false).await.expect("account");
+            db.grant_credits(&acct.id, 1_000_000_000_000, None, "bench").await.expect("credits");
+            db.create_key(&acct.id, "bench").await.expect("key").secret.expose().to_string()
+        } else {
+            app.admin_key.clone()
+        };
         if let Some(secs) = std::env::var("BENCH_SERVE_SECS").ok().and_then(|v| v.parse::<u64>().ok()) {
-            println!("imagegate {} key {} double {double}", app.base_url, app.admin_key);
+            println!("imagegate {} key {key} double {double}", app.base_url);
             tokio::time::sleep(Duration::from_secs(secs)).await;
             return;
         }
         let client = reqwest::Client::new();
-        let ours = (app.url("/v1/images/generations"), app.admin_key.clone());
+        let ours = (app.url("/v1/images/generations"), key.clone());
         let direct = (format!("{double}/v1/images/generations"), "sk-direct".to_string());
         let body = json!({"model": "gpt-image-1", "prompt": "a cat", "size": "1024x1024", "response_format": "b64_json"});
         // warm connections, caches and SQLite's pages
         run(&client, &direct.0, &direct.1, &body, 8, 200).await;
         run(&client, &ours.0, &ours.1, &body, 8, 200).await;
-        println!("workers {workers}, batch_max {batch}, {total} requests per row");
+        println!("workers {workers}, batch_max {batch}, {total} requests per row, {} key", if metered { "metered" } else { "admin" });
         println!("| concurrency | direct req/s | direct p50 ms | direct p99 ms | imagegate req/s | imagegate p50 ms | imagegate p99 ms | added p50 ms | added p99 ms |");
         println!("|---|---|---|---|---|---|---|---|---|");
         for &c in &levels {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use imagegate_api::{ApiConfig, AppState};
-use imagegate_core::{Backend, BackendRegistry, Catalog, RoutingPolicy, WorkflowSet};
+use imagegate_core::{Backend, BackendRegistry, Catalog, PlanTable, PriceList, RoutingPolicy, WorkflowSet};
 use imagegate_queue::{Queue, QueueConfig};
 use imagegate_store::signing::UrlSigner;
 use imagegate_store::{Db, Objects};
@@ -32,12 +32,14 @@ pub struct TestAppOptions {
     pub catalog: Option<Catalog>,
     /// Local/upstream routing (default: local first).
     pub routing: RoutingPolicy,
+    /// Plans (default: the compiled-in ones).
+    pub plans: Option<PlanTable>,
 }
 
 impl Default for TestAppOptions {
     fn default() -> Self {
         let queue = QueueConfig { poll_ms: 100, sweep_secs: 0.5, ..QueueConfig::default() };
-        Self { backends: vec![SyntheticBackend::instant()], api: ApiConfig::default(), queue, postgres: false, url_ttl: Duration::from_secs(3600), workflows: None, catalog: None, routing: RoutingPolicy::default() }
+        Self { backends: vec![SyntheticBackend::instant()], api: ApiConfig::default(), queue, postgres: false, url_ttl: Duration::from_secs(3600), workflows: None, catalog: None, routing: RoutingPolicy::default(), plans: None }
     }
 }
 
@@ -83,6 +85,9 @@ impl TestApp {
         let mut state = AppState::new(queue, opts.api);
         if let Some(w) = opts.workflows {
             state = state.with_workflows(w);
+        }
+        if let Some(plans) = opts.plans {
+            state = state.with_billing(PriceList::builtin(), plans);
         }
         let (tx, rx) = oneshot::channel::<()>();
         let server_state = state.clone();
