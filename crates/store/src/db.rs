@@ -14,6 +14,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 
 use crate::error::StoreError;
+use crate::group_admit::GroupAdmit;
 use crate::group_complete::GroupComplete;
 use crate::group_insert::GroupInsert;
 
@@ -40,6 +41,8 @@ pub struct Db {
     pub(crate) inserts: GroupInsert,
     /// Completions, written in groups (see `group_complete`).
     pub(crate) completions: GroupComplete,
+    /// Metered submissions, written in groups (see `group_admit`).
+    pub(crate) admissions: GroupAdmit,
 }
 
 impl Db {
@@ -77,10 +80,10 @@ impl Db {
             };
             let write = opts(1).connect(url).await?;
             let read = if url.contains(":memory:") { write.clone() } else { opts(8).connect(url).await? };
-            Self { read, inserts: GroupInsert::spawn(write.clone()), completions: GroupComplete::default(), write, kind: DbKind::Sqlite }
+            Self { read, inserts: GroupInsert::spawn(write.clone()), completions: GroupComplete::default(), admissions: GroupAdmit::default(), write, kind: DbKind::Sqlite }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?;
-            Self { read: pool.clone(), inserts: GroupInsert::spawn(pool.clone()), completions: GroupComplete::default(), write: pool, kind: DbKind::Postgres }
+            Self { read: pool.clone(), inserts: GroupInsert::spawn(pool.clone()), completions: GroupComplete::default(), admissions: GroupAdmit::default(), write: pool, kind: DbKind::Postgres }
         } else {
             return Err(StoreError::Config(format!("database url must start with sqlite: or postgres:, got `{}`", redact_url(url))));
         };

@@ -83,15 +83,16 @@ async fn writer(pool: AnyPool, mut rx: mpsc::UnboundedReceiver<Pending>) {
 }
 
 async fn insert_rows(pool: &AnyPool, rows: &[&Row]) -> Result<(), StoreError> {
-    let values: Vec<_> = rows.iter().map(|r| (r.id.as_str(), &r.new, r.spec_json.as_str(), r.now)).collect();
+    let values: Vec<_> = rows.iter().map(|r| (r.id.as_str(), &r.new, r.spec_json.as_str(), r.now, r.new.start.is_some())).collect();
     insert_statement(&values).execute(pool).await?;
     Ok(())
 }
 
 /// The INSERT of one or more tasks, each given as (id, task, spec JSON,
-/// now), queued or, with [`NewTask::start`], running under that lease; the
-/// transactional submit path writes its row with it too.
-pub(crate) fn insert_statement<'q>(rows: &[(&'q str, &'q NewTask, &'q str, i64)]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+/// now, starts): queued, or with `starts` running under the lease in
+/// [`NewTask::start`]; the transactional submit paths write their rows with
+/// it too.
+pub(crate) fn insert_statement<'q>(rows: &[(&'q str, &'q NewTask, &'q str, i64, bool)]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
     let mut sql = String::from(
         "INSERT INTO tasks (id, account_id, key_id, model, batch_key, state, spec, max_attempts, progress_total, created_at, updated_at, concurrency_limit, lease_owner, lease_expires_at, attempts) VALUES ",
     );
@@ -106,8 +107,8 @@ pub(crate) fn insert_statement<'q>(rows: &[(&'q str, &'q NewTask, &'q str, i64)]
     }
     // Only placeholders are spliced in; every value is bound.
     let mut query = sqlx::query(AssertSqlSafe(sql));
-    for &(id, new, spec_json, now) in rows {
-        let start = new.start.as_ref();
+    for &(id, new, spec_json, now, starts) in rows {
+        let start = new.start.as_ref().filter(|_| starts);
         query = query
             .bind(id)
             .bind(&new.account_id)

@@ -7,6 +7,7 @@
 pub mod db;
 pub mod error;
 mod fresh;
+mod group_admit;
 mod group_complete;
 mod group_insert;
 pub mod idempotency;

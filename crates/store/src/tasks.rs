@@ -140,9 +140,19 @@ impl Db {
     /// [`StoreError::InsufficientCredits`] when the hold cannot be paid.
     pub async fn submit_task(&self, mut new: NewTask) -> Result<Submitted, StoreError> {
         let limited_start = new.start.is_some() && new.concurrency_limit.is_some();
-        if new.hold.is_none() && new.idempotency.is_none() && !limited_start {
-            // Nothing else to write with it: one autocommitted statement.
-            return self.insert_task(new).await.map(Submitted::New);
+        if new.idempotency.is_none() {
+            let now = now_ms();
+            let id = new_id("task");
+            let spec_json = serde_json::to_string(&new.spec).map_err(|e| corrupt("spec", e))?;
+            let row = crate::group_insert::Row { id, new, spec_json, now };
+            let row = if row.new.hold.is_none() && !limited_start {
+                // Nothing else to write with it: a row of a grouped INSERT.
+                self.inserts.insert(row).await?
+            } else {
+                // A hold or a start check to make first: a grouped transaction.
+                self.admit_grouped(row).await?
+            };
+            return Ok(Submitted::New(admitted_view(row.id, row.new, row.now)));
         }
         let mut tx = self.write.begin().await?;
         if let Some((key, body_hash)) = &new.idempotency {
@@ -162,7 +172,7 @@ impl Db {
                 return Ok(Submitted::Existing(task));
             }
         }
-        if limited_start && !self.may_start_now(&mut tx, &new).await? {
+        if limited_start && !self.may_start_now(&mut tx, &new, 0).await? {
             new.start = None;
         }
         let now = now_ms();
@@ -171,7 +181,7 @@ impl Db {
         if let Some(amount) = new.hold {
             self.place_hold(&mut tx, &new.account_id, &id, amount, now).await?;
         }
-        crate::group_insert::insert_statement(&[(&id, &new, &spec_json, now)]).execute(&mut *tx).await?;
+        crate::group_insert::insert_statement(&[(&id, &new, &spec_json, now, new.start.is_some())]).execute(&mut *tx).await?;
         if let Some((key, body_hash)) = &new.idempotency {
             let res = sqlx::query("INSERT INTO idempotency (account_id, idem_key, body_hash, task_id, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&new.account_id)
@@ -195,10 +205,11 @@ impl Db {
     }
 
     /// Whether a claim would take `new` now: its account runs fewer tasks
-    /// than its limit and has none queued (which would go first). On
-    /// PostgreSQL this takes the claims' lock, so that it and a concurrent
-    /// claim cannot both see the last free slot.
-    async fn may_start_now(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, new: &NewTask) -> Result<bool, StoreError> {
+    /// than its limit (counting `started_before`, started earlier in the same
+    /// transaction and not yet written) and has none queued (which would go
+    /// first). On PostgreSQL this takes the claims' lock, so that it and a
+    /// concurrent claim cannot both see the last free slot.
+    pub(crate) async fn may_start_now(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, new: &NewTask, started_before: i64) -> Result<bool, StoreError> {
         let Some(limit) = new.concurrency_limit else { return Ok(true) };
         if self.kind == DbKind::Postgres {
             sqlx::query(AssertSqlSafe(format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})"))).execute(&mut **tx).await?;
@@ -211,15 +222,7 @@ impl Db {
         .fetch_one(&mut **tx)
         .await?;
         let (running, queued): (i64, i64) = (row.try_get("running")?, row.try_get("queued")?);
-        Ok(queued == 0 && running < i64::from(limit))
-    }
-
-    async fn insert_task(&self, new: NewTask) -> Result<TaskView, StoreError> {
-        let now = now_ms();
-        let id = new_id("task");
-        let spec_json = serde_json::to_string(&new.spec).map_err(|e| corrupt("spec", e))?;
-        let row = self.inserts.insert(crate::group_insert::Row { id, new, spec_json, now }).await?;
-        Ok(admitted_view(row.id, row.new, row.now))
+        Ok(queued == 0 && running + started_before < i64::from(limit))
     }
 
     /// Reads a task.

@@ -154,17 +154,21 @@ impl Db {
 /// Settles a held hold: the guarded state change makes this happen at most
 /// once, however many workers or sweeps race to do it.
 async fn settle(conn: &mut AnyConnection, task_id: &str, actual: i64, to: HoldState) -> Result<Option<Settlement>, StoreError> {
-    let row = sqlx::query("UPDATE credit_holds SET state = $1, settled_at = $2 WHERE task_id = $3 AND state = 'held' RETURNING account_id, amount")
-        .bind(to.as_str())
-        .bind(now_ms())
-        .bind(task_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    // The state change and the captured amount (never more than was held)
+    // in one statement: each statement is a hand-off to SQLite's writer thread.
+    let row = sqlx::query(
+        "UPDATE credit_holds SET state = $1, settled_at = $2, captured = CASE WHEN amount < $4 THEN amount ELSE $4 END \
+         WHERE task_id = $3 AND state = 'held' RETURNING account_id, captured",
+    )
+    .bind(to.as_str())
+    .bind(now_ms())
+    .bind(task_id)
+    .bind(actual)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(row) = row else { return Ok(None) };
     let account: String = row.try_get("account_id")?;
-    let amount: i64 = row.try_get("amount")?;
-    let captured = actual.min(amount);
-    sqlx::query("UPDATE credit_holds SET captured = $1 WHERE task_id = $2").bind(captured).bind(task_id).execute(&mut *conn).await?;
+    let captured: i64 = row.try_get("captured")?;
     // Spend the soonest-expiring credits; what goes back goes to the grants that last longest.
     let rows = sqlx::query(
         "SELECT a.grant_id, a.amount FROM credit_hold_allocations a JOIN credit_grants g ON g.id = a.grant_id \

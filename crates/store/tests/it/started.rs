@@ -108,3 +108,26 @@ async fn grouped_completions_answer_each_caller_for_its_own_tasks() {
         assert_eq!(db.get_task(&lost).await.unwrap().unwrap().state, TaskState::Running);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_paid_starts_stay_within_the_accounts_limit() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        db.grant_credits(&a.id, 1_000_000, None, "purchase").await.unwrap();
+        // Twelve at once: most are written in one transaction, where the
+        // table does not show the others yet.
+        let runs = (0..12).map(|_| {
+            let (db, acct) = (db.clone(), a.id.clone());
+            tokio::spawn(async move { admit(&db, NewTask { hold: Some(1_000), ..new_task(&acct, Some(2), start("here", 30_000)) }).await })
+        });
+        let views: Vec<_> = futures::future::join_all(runs).await.into_iter().map(|r| r.unwrap()).collect();
+        let running = views.iter().filter(|v| v.state == TaskState::Running).count();
+        assert_eq!((running, views.len() - running), (2, 10), "two start, the rest wait in the queue");
+        let mut counts = db.task_state_counts().await.unwrap();
+        counts.sort();
+        assert_eq!(counts, vec![("queued".to_string(), 10), ("running".to_string(), 2)], "as stored");
+        let balance = db.balance(&a.id, imagegate_store::now_ms()).await.unwrap();
+        assert_eq!((balance.available, balance.held), (988_000, 12_000), "every task holds its price, started or not");
+    }
+}
