@@ -138,6 +138,9 @@ impl Db {
     /// transaction. Nothing is acknowledged to a client before this commits;
     /// a repeat under the same idempotency key holds nothing more. Fails with
     /// [`StoreError::InsufficientCredits`] when the hold cannot be paid.
+    /// Submissions without an idempotency key share their statement or
+    /// transaction with others arriving meanwhile (`group_insert` for plain
+    /// rows, `group_admit` for those with a hold or a start check).
     pub async fn submit_task(&self, mut new: NewTask) -> Result<Submitted, StoreError> {
         let limited_start = new.start.is_some() && new.concurrency_limit.is_some();
         if new.idempotency.is_none() {
