@@ -65,21 +65,32 @@ impl Db {
             // connection is a thread in this process, not a socket that can
             // go stale, and the ping was one more hand-off to that thread
             // for every statement and transaction.
-            let opts = |n: u32| {
+            // The writer does not checkpoint the WAL itself (SQLite's
+            // default, every 1000 pages): a checkpoint copies the WAL into
+            // the database and syncs it, and the commit that triggered it
+            // waited for that, which was most of a request's p99 on this
+            // disk (see `checkpoints`). A read connection does it instead.
+            let file = !url.contains(":memory:");
+            let opts = |n: u32, writer: bool| {
+                let pragmas = if writer && file { "PRAGMA wal_autocheckpoint = 0;" } else { "" };
                 AnyPoolOptions::new()
                     .max_connections(n)
                     .acquire_timeout(Duration::from_secs(30))
                     .test_before_acquire(false)
-                    .after_connect(|conn, _| {
+                    .after_connect(move |conn, _| {
                         Box::pin(async move {
                             use sqlx::Executor;
-                            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;").await?;
+                            let sql = format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; {pragmas}");
+                            conn.execute(sqlx::AssertSqlSafe(sql)).await?;
                             Ok(())
                         })
                     })
             };
-            let write = opts(1).connect(url).await?;
-            let read = if url.contains(":memory:") { write.clone() } else { opts(8).connect(url).await? };
+            let write = opts(1, true).connect(url).await?;
+            let read = if file { opts(8, false).connect(url).await? } else { write.clone() };
+            if file {
+                tokio::spawn(checkpoints(read.clone()));
+            }
             Self { read, inserts: GroupInsert::spawn(write.clone()), completions: GroupComplete::default(), admissions: GroupAdmit::default(), write, kind: DbKind::Sqlite }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?;
@@ -134,6 +145,27 @@ impl Db {
     pub async fn close(&self) {
         self.write.close().await;
         self.read.close().await;
+    }
+}
+
+/// How often the WAL is checkpointed (SQLite, file databases).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Copies the WAL into the database from a read connection, on that
+/// connection's own thread, so that commits never wait for it. PASSIVE:
+/// it never blocks the writer or readers; frames a reader still needs wait
+/// for the next round. Stops when the pool is closed.
+async fn checkpoints(read: AnyPool) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !read.is_closed() {
+        tick.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&read).await {
+            if read.is_closed() {
+                break;
+            }
+            tracing::warn!(error = %e, "checkpointing the SQLite WAL failed; trying again");
+        }
     }
 }
 

@@ -5,3 +5,4 @@ mod ledger;
 mod started;
 mod tasks;
 mod usage;
+mod wal;
