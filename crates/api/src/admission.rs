@@ -68,8 +68,9 @@ impl AppState {
             })?;
         if let Submitted::New(t) = &submitted {
             self.depth.admitted();
-            tracing::info!(task_id = %t.id, model = %t.spec.model, started = t.state == TaskState::Running, "task accepted");
-            if t.state == TaskState::Running {
+            let started = t.state == TaskState::Running;
+            tracing::info!(task_id = %t.id, model = %t.spec.model, started, "task accepted");
+            if started {
                 self.queue.run_started(t);
             } else {
                 self.queue.wake();

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use imagegate_core::{Locality, ModelEntry, TaskView};
 use imagegate_store::{ClaimedTask, Start};
-use tokio::task::JoinHandle;
 
 use crate::worker::Queue;
 
@@ -37,9 +36,9 @@ impl Queue {
     /// [`Queue::start_now`]'s lease, on its own tokio task: a client that
     /// hangs up does not cancel the provider call, and the outcome reaches
     /// waiters through the completion hub as a claimed task's would.
-    pub fn run_started(self: &Arc<Self>, task: &TaskView) -> JoinHandle<()> {
+    pub fn run_started(self: &Arc<Self>, task: &TaskView) {
         let claimed = ClaimedTask { id: task.id.clone(), account_id: task.account_id.clone(), spec: task.spec.clone(), attempt: 1, created_at: task.created_at };
         let queue = self.clone();
-        tokio::spawn(async move { queue.run_batch(vec![claimed]).await })
+        tokio::spawn(async move { queue.run_batch(vec![claimed]).await });
     }
 }

@@ -16,7 +16,6 @@ use sqlx::migrate::Migrator;
 use crate::error::StoreError;
 use crate::group_admit::GroupAdmit;
 use crate::group_complete::GroupComplete;
-use crate::group_insert::GroupInsert;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -37,11 +36,9 @@ pub struct Db {
     pub(crate) write: AnyPool,
     /// Which database.
     pub kind: DbKind,
-    /// Plain task inserts, written in groups (see `group_insert`).
-    pub(crate) inserts: GroupInsert,
     /// Completions, written in groups (see `group_complete`).
     pub(crate) completions: GroupComplete,
-    /// Metered submissions, written in groups (see `group_admit`).
+    /// Submissions without an idempotency key, written in groups (see `group_admit`).
     pub(crate) admissions: GroupAdmit,
 }
 
@@ -91,10 +88,10 @@ impl Db {
             if file {
                 tokio::spawn(checkpoints(read.clone()));
             }
-            Self { read, inserts: GroupInsert::spawn(write.clone()), completions: GroupComplete::default(), admissions: GroupAdmit::default(), write, kind: DbKind::Sqlite }
+            Self { read, completions: GroupComplete::default(), admissions: GroupAdmit::default(), write, kind: DbKind::Sqlite }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?;
-            Self { read: pool.clone(), inserts: GroupInsert::spawn(pool.clone()), completions: GroupComplete::default(), admissions: GroupAdmit::default(), write: pool, kind: DbKind::Postgres }
+            Self { read: pool.clone(), completions: GroupComplete::default(), admissions: GroupAdmit::default(), write: pool, kind: DbKind::Postgres }
         } else {
             return Err(StoreError::Config(format!("database url must start with sqlite: or postgres:, got `{}`", redact_url(url))));
         };

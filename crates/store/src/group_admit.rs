@@ -1,16 +1,21 @@
-//! Group commit for metered submissions: tasks with a credit hold (and
-//! those that ask to start at once under a concurrency limit), without an
-//! idempotency key.
+//! Group commit for submissions without an idempotency key (those with one
+//! keep a transaction of their own, `Db::submit_task`).
 //!
-//! Each such submission is a transaction of its own (the start check, the
-//! hold on the account's grants, the task row), and on SQLite every one of
-//! its statements, `BEGIN` and `COMMIT` included, is a hand-off to the one
-//! writer thread: that thread was the ceiling for paying traffic. Here the
-//! submissions that arrive while one group is written are written together:
-//! one transaction, in arrival order, each hold checked against what the
-//! earlier ones in the group already took, and one multi-row INSERT of the
-//! tasks. A hold the account cannot pay fails only its own caller (nothing
-//! is written for it; `place_hold` checks before it writes). If the group
+//! On SQLite every statement, `BEGIN` and `COMMIT` included, is a hand-off
+//! to the one writer connection's thread, and under load those hand-offs,
+//! not SQLite, were most of the cost of admitting a task. Submissions that
+//! arrive while one group is being written are written together, in
+//! arrival order, with one multi-row INSERT of their tasks:
+//! - a group of plain rows (no credit hold, no start check: the operator's
+//!   own traffic) is that one autocommitted statement;
+//! - a group with a metered row is one transaction: each hold is checked
+//!   against what the earlier ones in the group already took, and a start
+//!   under a concurrency limit counts the group's earlier rows, which the
+//!   table does not show yet. A hold the account cannot pay fails only its
+//!   own caller (nothing is written for it; `place_hold` checks before it
+//!   writes).
+//!
+//! Each caller gets its answer only after its row is committed. If a group
 //! fails otherwise, each member is written again on its own, so one bad row
 //! fails only its own caller.
 //!
@@ -25,10 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::Db;
 use crate::error::StoreError;
-use crate::group_insert::{Row, insert_statement};
-
-/// Most submissions in one transaction.
-const MAX_GROUP: usize = 64;
+use crate::task_insert::{MAX_ROWS, Row, insert_statement};
 
 struct Pending {
     row: Row,
@@ -42,8 +44,9 @@ pub(crate) struct GroupAdmit {
 }
 
 impl Db {
-    /// Writes a metered submission (see the module notes) and returns its
-    /// row once committed, with `new.start` cleared if it may not start now.
+    /// Writes a submission without an idempotency key (see the module
+    /// notes) and returns its row once committed, with `new.start` cleared
+    /// if it may not start now.
     pub(crate) async fn admit_grouped(&self, row: Row) -> Result<Row, StoreError> {
         let tx = self.admissions.tx.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -57,8 +60,8 @@ impl Db {
 }
 
 async fn writer(db: Db, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while rx.recv_many(&mut group, MAX_GROUP).await > 0 {
+    let mut group = Vec::with_capacity(MAX_ROWS);
+    while rx.recv_many(&mut group, MAX_ROWS).await > 0 {
         let rows: Vec<&Row> = group.iter().map(|p| &p.row).collect();
         match write_group(&db, &rows).await {
             Ok(outcomes) => {
@@ -94,6 +97,13 @@ fn settle_start(mut row: Row, starts: bool) -> Row {
 /// Writes `rows` in one transaction: each row's outcome (whether it starts
 /// now, or why it was refused), or the error that undid them all.
 async fn write_group(db: &Db, rows: &[&Row]) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
+    let metered = |r: &Row| r.new.hold.is_some() || (r.new.start.is_some() && r.new.concurrency_limit.is_some());
+    if !rows.iter().any(|r| metered(r)) {
+        // Nothing to check or hold first: one autocommitted statement.
+        let values: Vec<_> = rows.iter().map(|r| (r.id.as_str(), &r.new, r.spec_json.as_str(), r.now, r.new.start.is_some())).collect();
+        insert_statement(&values).execute(&db.write).await?;
+        return Ok(rows.iter().map(|r| Ok(r.new.start.is_some())).collect());
+    }
     let mut tx = db.write.begin().await?;
     // Per account, what the rows before this one in the group add to what
     // the table shows: tasks started, and whether one was queued.

@@ -1,4 +1,4 @@
-//! Group commit for completions, the counterpart of `group_insert`.
+//! Group commit for completions, the counterpart of `group_admit`.
 //!
 //! A worker that finishes a claimed batch records it in one transaction;
 //! tasks started at admission (see [`crate::NewTask::start`]) finish one by

@@ -9,12 +9,12 @@ pub mod error;
 mod fresh;
 mod group_admit;
 mod group_complete;
-mod group_insert;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;
 pub mod objects;
 pub mod signing;
+mod task_insert;
 pub mod tasks;
 pub mod usage;
 

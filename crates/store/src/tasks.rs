@@ -139,22 +139,13 @@ impl Db {
     /// a repeat under the same idempotency key holds nothing more. Fails with
     /// [`StoreError::InsufficientCredits`] when the hold cannot be paid.
     /// Submissions without an idempotency key share their statement or
-    /// transaction with others arriving meanwhile (`group_insert` for plain
-    /// rows, `group_admit` for those with a hold or a start check).
+    /// transaction with others arriving meanwhile (`group_admit`).
     pub async fn submit_task(&self, mut new: NewTask) -> Result<Submitted, StoreError> {
-        let limited_start = new.start.is_some() && new.concurrency_limit.is_some();
         if new.idempotency.is_none() {
             let now = now_ms();
             let id = new_id("task");
             let spec_json = serde_json::to_string(&new.spec).map_err(|e| corrupt("spec", e))?;
-            let row = crate::group_insert::Row { id, new, spec_json, now };
-            let row = if row.new.hold.is_none() && !limited_start {
-                // Nothing else to write with it: a row of a grouped INSERT.
-                self.inserts.insert(row).await?
-            } else {
-                // A hold or a start check to make first: a grouped transaction.
-                self.admit_grouped(row).await?
-            };
+            let row = self.admit_grouped(crate::task_insert::Row { id, new, spec_json, now }).await?;
             return Ok(Submitted::New(admitted_view(row.id, row.new, row.now)));
         }
         let mut tx = self.write.begin().await?;
@@ -175,7 +166,7 @@ impl Db {
                 return Ok(Submitted::Existing(task));
             }
         }
-        if limited_start && !self.may_start_now(&mut tx, &new, 0).await? {
+        if new.start.is_some() && !self.may_start_now(&mut tx, &new, 0).await? {
             new.start = None;
         }
         let now = now_ms();
@@ -184,7 +175,7 @@ impl Db {
         if let Some(amount) = new.hold {
             self.place_hold(&mut tx, &new.account_id, &id, amount, now).await?;
         }
-        crate::group_insert::insert_statement(&[(&id, &new, &spec_json, now, new.start.is_some())]).execute(&mut *tx).await?;
+        crate::task_insert::insert_statement(&[(&id, &new, &spec_json, now, new.start.is_some())]).execute(&mut *tx).await?;
         if let Some((key, body_hash)) = &new.idempotency {
             let res = sqlx::query("INSERT INTO idempotency (account_id, idem_key, body_hash, task_id, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&new.account_id)
