@@ -14,6 +14,10 @@ use imagegate_queue::QueueConfig;
 use imagegate_testkit::{TestApp, TestAppOptions};
 use serde_json::json;
 
+// The allocator of the `imagegate` binary, so that this measures what it serves with.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }

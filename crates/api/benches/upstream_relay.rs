@@ -33,6 +33,10 @@ use imagegate_testkit::{TestApp, TestAppOptions};
 use imagegate_upstream::{UpstreamBackend, UpstreamConfig};
 use serde_json::{Value, json};
 
+// The allocator of the `imagegate` binary, so that this measures what it serves with.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Stats {
     throughput: f64,
     p50: Duration,
