@@ -11,9 +11,10 @@
 //! - a group with a metered row is one transaction: each hold is checked
 //!   against what the earlier ones in the group already took, and a start
 //!   under a concurrency limit counts the group's earlier rows, which the
-//!   table does not show yet. A hold the account cannot pay fails only its
-//!   own caller (nothing is written for it; `place_hold` checks before it
-//!   writes).
+//!   table does not show yet. The group's holds are placed as one set
+//!   (`Db::place_holds`: a few statements, however many holds), and a hold
+//!   the account cannot pay fails only its own caller (nothing is written
+//!   for it).
 //!
 //! Each caller gets its answer only after its row is committed. If a group
 //! fails otherwise, each member is written again on its own, so one bad row
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::Db;
 use crate::error::StoreError;
+use crate::ledger::HoldRequest;
 use crate::task_insert::{MAX_ROWS, Row, insert_statement};
 
 struct Pending {
@@ -105,21 +107,23 @@ async fn write_group(db: &Db, rows: &[&Row]) -> Result<Vec<Result<bool, StoreErr
         return Ok(rows.iter().map(|r| Ok(r.new.start.is_some())).collect());
     }
     let mut tx = db.write.begin().await?;
-    // Per account, what the rows before this one in the group add to what
-    // the table shows: tasks started, and whether one was queued.
+    // Holds first, in arrival order and as a set (`Db::place_holds`): a row
+    // whose hold fails is not written, and takes no part in the starts below.
+    let holds: Vec<HoldRequest<'_>> = rows
+        .iter()
+        .filter_map(|r| r.new.hold.map(|amount| HoldRequest { account: &r.new.account_id, task_id: &r.id, amount, now: r.now }))
+        .collect();
+    let mut held = db.place_holds(&mut tx, &holds).await?.into_iter();
+    // Per account: what the table showed (running, queued), read once, and
+    // what the rows before this one in the group add to it.
+    let mut counts: HashMap<&str, (i64, i64)> = HashMap::new();
     let mut added: HashMap<&str, (i64, bool)> = HashMap::new();
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut written = Vec::with_capacity(rows.len());
     for row in rows {
         let new = &row.new;
-        let (started_before, queued_before) = added.get(new.account_id.as_str()).copied().unwrap_or_default();
-        let starts = match (&new.start, new.concurrency_limit) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(_), Some(_)) => !queued_before && db.may_start_now(&mut tx, new, started_before).await?,
-        };
-        if let Some(amount) = new.hold {
-            match db.place_hold(&mut tx, &new.account_id, &row.id, amount, row.now).await {
+        if new.hold.is_some() {
+            match held.next().expect("one outcome per hold") {
                 Ok(()) => {}
                 Err(e @ StoreError::InsufficientCredits(_)) => {
                     outcomes.push(Err(e));
@@ -128,7 +132,20 @@ async fn write_group(db: &Db, rows: &[&Row]) -> Result<Vec<Result<bool, StoreErr
                 Err(e) => return Err(e),
             }
         }
-        let entry = added.entry(new.account_id.as_str()).or_default();
+        let account = new.account_id.as_str();
+        let (started_before, queued_before) = added.get(account).copied().unwrap_or_default();
+        let starts = match (&new.start, new.concurrency_limit) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(_), Some(limit)) => {
+                let (running, queued) = match counts.get(account) {
+                    Some(c) => *c,
+                    None => *counts.entry(account).or_insert(db.start_counts(&mut tx, account).await?),
+                };
+                !queued_before && queued == 0 && running + started_before < i64::from(limit)
+            }
+        };
+        let entry = added.entry(account).or_default();
         if starts {
             entry.0 += 1;
         } else {

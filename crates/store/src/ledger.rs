@@ -22,6 +22,7 @@ use crate::error::StoreError;
 use crate::{new_id, now_ms};
 
 pub use holds::{Hold, HoldState, Settlement};
+pub(crate) use holds::HoldRequest;
 
 /// What an account can spend now, in milli-credits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -126,20 +127,44 @@ pub(crate) struct Entry<'a> {
 
 /// Appends one entry inside the caller's transaction.
 pub(crate) async fn append(conn: &mut AnyConnection, e: Entry<'_>) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO ledger_entries (account_id, kind, grant_id, task_id, available_delta, held_delta, reason, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(e.account_id)
-    .bind(e.kind.as_str())
-    .bind(e.grant_id)
-    .bind(e.task_id)
-    .bind(e.available_delta)
-    .bind(e.held_delta)
-    .bind(e.reason)
-    .bind(now_ms())
-    .execute(conn)
-    .await?;
+    append_all(conn, &[e]).await
+}
+
+/// Rows one multi-row INSERT carries at most: far below SQLite's and
+/// PostgreSQL's limits on bound parameters.
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
+
+/// `($1, $2), ($3, $4)`: the VALUES of `rows` rows of `cols` parameters.
+pub(crate) fn values(rows: usize, cols: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        out.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * cols + c + 1).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Appends entries, in order, inside the caller's transaction.
+pub(crate) async fn append_all(conn: &mut AnyConnection, entries: &[Entry<'_>]) -> Result<(), StoreError> {
+    let now = now_ms();
+    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO ledger_entries (account_id, kind, grant_id, task_id, available_delta, held_delta, reason, created_at) VALUES {}",
+            values(chunk.len(), 8)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q.bind(e.account_id).bind(e.kind.as_str()).bind(e.grant_id).bind(e.task_id).bind(e.available_delta).bind(e.held_delta).bind(e.reason).bind(now);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

@@ -166,7 +166,7 @@ impl Db {
                 return Ok(Submitted::Existing(task));
             }
         }
-        if new.start.is_some() && !self.may_start_now(&mut tx, &new, 0).await? {
+        if new.start.is_some() && !self.may_start_now(&mut tx, &new).await? {
             new.start = None;
         }
         let now = now_ms();
@@ -199,12 +199,20 @@ impl Db {
     }
 
     /// Whether a claim would take `new` now: its account runs fewer tasks
-    /// than its limit (counting `started_before`, started earlier in the same
-    /// transaction and not yet written) and has none queued (which would go
-    /// first). On PostgreSQL this takes the claims' lock, so that it and a
-    /// concurrent claim cannot both see the last free slot.
-    pub(crate) async fn may_start_now(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, new: &NewTask, started_before: i64) -> Result<bool, StoreError> {
+    /// than its limit and has none queued (which would go first). On
+    /// PostgreSQL this takes the claims' lock, so that it and a concurrent
+    /// claim cannot both see the last free slot.
+    pub(crate) async fn may_start_now(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, new: &NewTask) -> Result<bool, StoreError> {
         let Some(limit) = new.concurrency_limit else { return Ok(true) };
+        let (running, queued) = self.start_counts(tx, &new.account_id).await?;
+        Ok(queued == 0 && running < i64::from(limit))
+    }
+
+    /// An account's running and queued tasks, as [`Db::may_start_now`]
+    /// weighs them (taking the claims' lock on PostgreSQL). Within one
+    /// transaction they change only by what that transaction writes, so a
+    /// group admission reads them once per account and counts its own rows.
+    pub(crate) async fn start_counts(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, account: &str) -> Result<(i64, i64), StoreError> {
         if self.kind == DbKind::Postgres {
             sqlx::query(AssertSqlSafe(format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})"))).execute(&mut **tx).await?;
         }
@@ -212,11 +220,10 @@ impl Db {
             "SELECT COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0) AS running, COALESCE(SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END), 0) AS queued \
              FROM tasks WHERE account_id = $1 AND state IN ('queued', 'running')",
         )
-        .bind(&new.account_id)
+        .bind(account)
         .fetch_one(&mut **tx)
         .await?;
-        let (running, queued): (i64, i64) = (row.try_get("running")?, row.try_get("queued")?);
-        Ok(queued == 0 && running + started_before < i64::from(limit))
+        Ok((row.try_get("running")?, row.try_get("queued")?))
     }
 
     /// Reads a task.
