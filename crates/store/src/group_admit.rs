@@ -33,6 +33,7 @@ use crate::db::Db;
 use crate::error::StoreError;
 use crate::ledger::HoldRequest;
 use crate::task_insert::{MAX_ROWS, Row, insert_statement};
+use crate::tasks::room_to_start;
 
 struct Pending {
     row: Row,
@@ -107,17 +108,25 @@ async fn write_group(db: &Db, rows: &[&Row]) -> Result<Vec<Result<bool, StoreErr
         return Ok(rows.iter().map(|r| Ok(r.new.start.is_some())).collect());
     }
     let mut tx = db.write.begin().await?;
-    // Holds first, in arrival order and as a set (`Db::place_holds`): a row
-    // whose hold fails is not written, and takes no part in the starts below.
+    // Per account that may start a task under a limit: its running and
+    // queued tasks as the table shows them, then counting the group's own
+    // rows. Read before the holds: on PostgreSQL this takes the claims'
+    // lock, which `submit_task` also takes before an account's grants, so
+    // both lock in one order.
+    let mut counts: HashMap<&str, (i64, i64)> = HashMap::new();
+    for r in rows.iter().filter(|r| r.new.start.is_some() && r.new.concurrency_limit.is_some()) {
+        let account = r.new.account_id.as_str();
+        if !counts.contains_key(account) {
+            counts.insert(account, db.start_counts(&mut tx, account).await?);
+        }
+    }
+    // The holds, in arrival order and as a set (`Db::place_holds`): a row
+    // whose hold fails is not written, and takes no part in the starts.
     let holds: Vec<HoldRequest<'_>> = rows
         .iter()
         .filter_map(|r| r.new.hold.map(|amount| HoldRequest { account: &r.new.account_id, task_id: &r.id, amount, now: r.now }))
         .collect();
     let mut held = db.place_holds(&mut tx, &holds).await?.into_iter();
-    // Per account: what the table showed (running, queued), read once, and
-    // what the rows before this one in the group add to it.
-    let mut counts: HashMap<&str, (i64, i64)> = HashMap::new();
-    let mut added: HashMap<&str, (i64, bool)> = HashMap::new();
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut written = Vec::with_capacity(rows.len());
     for row in rows {
@@ -133,23 +142,20 @@ async fn write_group(db: &Db, rows: &[&Row]) -> Result<Vec<Result<bool, StoreErr
             }
         }
         let account = new.account_id.as_str();
-        let (started_before, queued_before) = added.get(account).copied().unwrap_or_default();
         let starts = match (&new.start, new.concurrency_limit) {
             (None, _) => false,
             (Some(_), None) => true,
             (Some(_), Some(limit)) => {
-                let (running, queued) = match counts.get(account) {
-                    Some(c) => *c,
-                    None => *counts.entry(account).or_insert(db.start_counts(&mut tx, account).await?),
-                };
-                !queued_before && queued == 0 && running + started_before < i64::from(limit)
+                let (running, queued) = counts[account];
+                room_to_start(running, queued, limit)
             }
         };
-        let entry = added.entry(account).or_default();
-        if starts {
-            entry.0 += 1;
-        } else {
-            entry.1 = true;
+        if let Some((running, queued)) = counts.get_mut(account) {
+            if starts {
+                *running += 1;
+            } else {
+                *queued += 1;
+            }
         }
         outcomes.push(Ok(starts));
         written.push((row, starts));

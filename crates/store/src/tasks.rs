@@ -88,6 +88,13 @@ pub struct ClaimedTask {
 /// that start a task at once) against each other.
 const CLAIM_LOCK: i64 = 7305871;
 
+/// Whether an account may start one more task now, as a claim would decide:
+/// none of its tasks queued (they would go first) and fewer running than
+/// its concurrency limit.
+pub(crate) fn room_to_start(running: i64, queued: i64, limit: u32) -> bool {
+    queued == 0 && running < i64::from(limit)
+}
+
 /// The concurrency limit stored for accounts without one.
 pub(crate) const UNLIMITED: i64 = 1_000_000;
 
@@ -205,13 +212,13 @@ impl Db {
     pub(crate) async fn may_start_now(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, new: &NewTask) -> Result<bool, StoreError> {
         let Some(limit) = new.concurrency_limit else { return Ok(true) };
         let (running, queued) = self.start_counts(tx, &new.account_id).await?;
-        Ok(queued == 0 && running < i64::from(limit))
+        Ok(room_to_start(running, queued, limit))
     }
 
-    /// An account's running and queued tasks, as [`Db::may_start_now`]
-    /// weighs them (taking the claims' lock on PostgreSQL). Within one
-    /// transaction they change only by what that transaction writes, so a
-    /// group admission reads them once per account and counts its own rows.
+    /// An account's running and queued tasks, as [`room_to_start`] weighs
+    /// them (taking the claims' lock on PostgreSQL). Within one transaction
+    /// they change only by what that transaction writes, so a group
+    /// admission reads them once per account and counts its own rows.
     pub(crate) async fn start_counts(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, account: &str) -> Result<(i64, i64), StoreError> {
         if self.kind == DbKind::Postgres {
             sqlx::query(AssertSqlSafe(format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})"))).execute(&mut **tx).await?;
