@@ -104,7 +104,7 @@ async fn write_group(db: &Db, rows: &[&Row]) -> Result<Vec<Result<bool, StoreErr
     if !rows.iter().any(|r| metered(r)) {
         // Nothing to check or hold first: one autocommitted statement.
         let values: Vec<_> = rows.iter().map(|r| (r.id.as_str(), &r.new, r.spec_json.as_str(), r.now, r.new.start.is_some())).collect();
-        insert_statement(&values).execute(&db.write).await?;
+        insert_statement(db.kind, &values).execute(&db.write).await?;
         return Ok(rows.iter().map(|r| Ok(r.new.start.is_some())).collect());
     }
     let mut tx = db.write.begin().await?;
@@ -162,7 +162,7 @@ async fn write_group(db: &Db, rows: &[&Row]) -> Result<Vec<Result<bool, StoreErr
     }
     if !written.is_empty() {
         let values: Vec<_> = written.iter().map(|(r, starts)| (r.id.as_str(), &r.new, r.spec_json.as_str(), r.now, *starts)).collect();
-        insert_statement(&values).execute(&mut *tx).await?;
+        insert_statement(db.kind, &values).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(outcomes)

@@ -13,16 +13,22 @@
 //! [`Db::expire_grants`] writes its remainder off.
 
 mod holds;
+#[cfg(test)]
+mod picture;
+mod settle;
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use crate::db::{Db, DbKind};
 use crate::error::StoreError;
+use crate::params::Params;
 use crate::{new_id, now_ms};
 
-pub use holds::{Hold, HoldState, Settlement};
+pub use holds::{Hold, HoldState};
 pub(crate) use holds::HoldRequest;
+pub use settle::Settlement;
+pub(crate) use settle::Settle;
 
 /// What an account can spend now, in milli-credits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -134,31 +140,20 @@ pub(crate) async fn append(conn: &mut AnyConnection, e: Entry<'_>) -> Result<(),
 /// PostgreSQL's limits on bound parameters.
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
-/// `($1, $2), ($3, $4)`: the VALUES of `rows` rows of `cols` parameters.
-pub(crate) fn values(rows: usize, cols: usize) -> String {
-    let mut out = String::with_capacity(rows * cols * 5);
-    for r in 0..rows {
-        out.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..cols {
-            if c > 0 {
-                out.push_str(", ");
-            }
-            out.push('$');
-            out.push_str(&(r * cols + c + 1).to_string());
-        }
-        out.push(')');
-    }
-    out
+/// `INSERT INTO {table} ({columns}) VALUES (…), (…)` with `rows` rows of
+/// placeholders for the database behind `conn`; bind row by row.
+pub(crate) fn insert_rows(conn: &AnyConnection, table: &str, columns: &[&str], rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+    Params::on(conn).rows(&mut sql, rows, columns.len());
+    sql
 }
 
 /// Appends entries, in order, inside the caller's transaction.
 pub(crate) async fn append_all(conn: &mut AnyConnection, entries: &[Entry<'_>]) -> Result<(), StoreError> {
     let now = now_ms();
     for chunk in entries.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO ledger_entries (account_id, kind, grant_id, task_id, available_delta, held_delta, reason, created_at) VALUES {}",
-            values(chunk.len(), 8)
-        );
+        let columns = ["account_id", "kind", "grant_id", "task_id", "available_delta", "held_delta", "reason", "created_at"];
+        let sql = insert_rows(conn, "ledger_entries", &columns, chunk.len());
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for e in chunk {
             q = q.bind(e.account_id).bind(e.kind.as_str()).bind(e.grant_id).bind(e.task_id).bind(e.available_delta).bind(e.held_delta).bind(e.reason).bind(now);

@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod ledger;
 pub mod objects;
+mod params;
 pub mod signing;
 mod task_insert;
 pub mod tasks;

@@ -4,12 +4,14 @@
 
 use sqlx::AssertSqlSafe;
 
+use crate::db::DbKind;
+use crate::params::Params;
 use crate::tasks::{NewTask, UNLIMITED};
 
-/// Most rows in one statement (14 parameters each, well under SQLite's
+/// Most rows in one statement (15 parameters each, well under SQLite's
 /// 32,766 and PostgreSQL's 65,535).
 pub(crate) const MAX_ROWS: usize = 64;
-const COLUMNS: usize = 14;
+const COLUMNS: usize = 15;
 
 /// One task row, ready to write.
 pub(crate) struct Row {
@@ -22,19 +24,11 @@ pub(crate) struct Row {
 /// The INSERT of one or more tasks, each given as (id, task, spec JSON,
 /// now, starts): queued, or with `starts` running under the lease in
 /// [`NewTask::start`].
-pub(crate) fn insert_statement<'q>(rows: &[(&'q str, &'q NewTask, &'q str, i64, bool)]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+pub(crate) fn insert_statement<'q>(kind: DbKind, rows: &[(&'q str, &'q NewTask, &'q str, i64, bool)]) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
     let mut sql = String::from(
         "INSERT INTO tasks (id, account_id, key_id, model, batch_key, state, spec, max_attempts, progress_total, created_at, updated_at, concurrency_limit, lease_owner, lease_expires_at, attempts) VALUES ",
     );
-    for n in 0..rows.len() {
-        let p = n * COLUMNS;
-        if n > 0 {
-            sql.push_str(", ");
-        }
-        // created_at and updated_at share parameter 10.
-        let [a, b, c, d, e, f, g, h, i, j, k, l, m, n] = std::array::from_fn(|k| p + k + 1);
-        sql.push_str(&format!("(${a}, ${b}, ${c}, ${d}, ${e}, ${f}, ${g}, ${h}, ${i}, ${j}, ${j}, ${k}, ${l}, ${m}, ${n})"));
-    }
+    Params::new(kind).rows(&mut sql, rows.len(), COLUMNS);
     // Only placeholders are spliced in; every value is bound.
     let mut query = sqlx::query(AssertSqlSafe(sql));
     for &(id, new, spec_json, now, starts) in rows {
@@ -49,6 +43,7 @@ pub(crate) fn insert_statement<'q>(rows: &[(&'q str, &'q NewTask, &'q str, i64, 
             .bind(spec_json)
             .bind(i64::from(new.max_attempts))
             .bind(i64::from(new.spec.steps))
+            .bind(now)
             .bind(now)
             .bind(new.concurrency_limit.map_or(UNLIMITED, i64::from))
             .bind(start.map(|s| s.worker.clone()))

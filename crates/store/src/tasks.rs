@@ -13,6 +13,7 @@ use sqlx::any::AnyRow;
 
 use crate::db::{Db, DbKind};
 use crate::error::StoreError;
+use crate::params::Params;
 use crate::{new_id, now_ms};
 
 /// A task to submit.
@@ -182,7 +183,7 @@ impl Db {
         if let Some(amount) = new.hold {
             self.place_hold(&mut tx, &new.account_id, &id, amount, now).await?;
         }
-        crate::task_insert::insert_statement(&[(&id, &new, &spec_json, now, new.start.is_some())]).execute(&mut *tx).await?;
+        crate::task_insert::insert_statement(self.kind, &[(&id, &new, &spec_json, now, new.start.is_some())]).execute(&mut *tx).await?;
         if let Some((key, body_hash)) = &new.idempotency {
             let res = sqlx::query("INSERT INTO idempotency (account_id, idem_key, body_hash, task_id, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(&new.account_id)
@@ -334,30 +335,41 @@ impl Db {
     /// captured for the images made (hold × made / asked, exact because a
     /// quote is per image × count) and the rest released.
     ///
-    /// The whole batch is one UPDATE: on SQLite every statement is a
-    /// hand-off to the connection's thread, and the commit is the costly part.
+    /// The whole batch is one UPDATE and its holds are settled as one set:
+    /// on SQLite every statement is a hand-off to the connection's thread,
+    /// and the commit is the costly part.
     pub async fn complete_tasks(&self, worker: &str, done: &[(&str, &TaskResult)]) -> Result<Vec<Option<TaskView>>, StoreError> {
         if done.is_empty() {
             return Ok(Vec::new());
         }
         let now = now_ms();
-        // $1 worker, $2 now, then (id, result) pairs from $3.
-        let (mut cases, mut ids) = (String::new(), Vec::with_capacity(done.len()));
-        for n in 0..done.len() {
-            let (id, result) = (3 + 2 * n, 4 + 2 * n);
-            cases.push_str(&format!(" WHEN ${id} THEN ${result}"));
-            ids.push(format!("${id}"));
+        // Placeholders in the order their values are bound (see `params`).
+        let mut p = Params::new(self.kind);
+        let mut sql = String::from("UPDATE tasks SET state = 'succeeded', result = CASE id");
+        for _ in done {
+            sql.push_str(" WHEN ");
+            p.push(&mut sql);
+            sql.push_str(" THEN ");
+            p.push(&mut sql);
         }
-        let sql = format!(
-            "UPDATE tasks SET state = 'succeeded', result = CASE id{cases} END, progress_step = progress_total, lease_owner = NULL, lease_expires_at = NULL, \
-             finished_at = $2, updated_at = $2 WHERE id IN ({}) AND lease_owner = $1 AND state = 'running' \
-             RETURNING {TASK_COLUMNS}, (SELECT h.amount FROM credit_holds h WHERE h.task_id = tasks.id AND h.state = 'held') AS held",
-            ids.join(", ")
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(worker).bind(now);
+        sql.push_str(" END, progress_step = progress_total, lease_owner = NULL, lease_expires_at = NULL, finished_at = ");
+        p.push(&mut sql);
+        sql.push_str(", updated_at = ");
+        p.push(&mut sql);
+        sql.push_str(" WHERE id IN (");
+        p.list(&mut sql, done.len());
+        sql.push_str(") AND lease_owner = ");
+        p.push(&mut sql);
+        sql.push_str(&format!(" AND state = 'running' RETURNING {TASK_COLUMNS}, (SELECT h.amount FROM credit_holds h WHERE h.task_id = tasks.id AND h.state = 'held') AS held"));
+        let mut query = sqlx::query(AssertSqlSafe(sql));
         for (id, result) in done {
             query = query.bind(*id).bind(serde_json::to_string(result).map_err(|e| corrupt("result", e))?);
         }
+        query = query.bind(now).bind(now);
+        for (id, _) in done {
+            query = query.bind(*id);
+        }
+        query = query.bind(worker);
         let mut tx = self.write.begin().await?;
         let rows = query.fetch_all(&mut *tx).await?;
         let mut updated = std::collections::HashMap::with_capacity(rows.len());
@@ -367,6 +379,7 @@ impl Db {
             updated.insert(view.id.clone(), (view, held));
         }
         let mut out = Vec::with_capacity(done.len());
+        let mut captures = Vec::new();
         for (id, result) in done {
             let Some((view, held)) = updated.remove(*id) else {
                 out.push(None);
@@ -377,9 +390,12 @@ impl Db {
                 let made = i128::from(result.images.len() as u32).min(asked);
                 // Integer and exact: the hold is per-image price × count.
                 let actual = i64::try_from(i128::from(hold) * made / asked).unwrap_or(hold);
-                self.capture_hold(&mut tx, id, actual).await?;
+                captures.push(crate::ledger::Settle { task_id: id, actual, to: crate::HoldState::Captured });
             }
             out.push(Some(view));
+        }
+        if !captures.is_empty() {
+            self.settle_holds(&mut tx, &captures).await?;
         }
         tx.commit().await?;
         Ok(out)

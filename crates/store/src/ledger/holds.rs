@@ -1,13 +1,14 @@
 //! Holds: credits reserved for one task at admission, then settled exactly
-//! once — captured (the rest released) when the task succeeds, released when
-//! it fails. Every function here runs inside the caller's transaction, the
-//! same one that changes the task, so a task and its money never disagree.
+//! once (see `settle`) — captured (the rest released) when the task
+//! succeeds, released when it fails. Every function here runs inside the
+//! caller's transaction, the same one that changes the task, so a task and
+//! its money never disagree.
 
 use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{AnyConnection, Row};
 
-use super::{Entry, EntryKind, InsufficientCredits, ROWS_PER_STATEMENT, append, append_all, values};
+use super::{Entry, EntryKind, InsufficientCredits, ROWS_PER_STATEMENT, append_all, insert_rows};
 use crate::db::Db;
 use crate::error::StoreError;
 use crate::now_ms;
@@ -69,15 +70,6 @@ struct Grant {
     id: String,
     remaining: i64,
     expires_at: Option<i64>,
-}
-
-/// What settling a hold did, in milli-credits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-pub struct Settlement {
-    /// Spent.
-    pub captured: i64,
-    /// Given back.
-    pub released: i64,
 }
 
 impl Db {
@@ -143,7 +135,7 @@ impl Db {
             outcomes.push(Ok(()));
         }
         for chunk in placed.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!("INSERT INTO credit_holds (task_id, account_id, amount, state, created_at) VALUES {}", values(chunk.len(), 5));
+            let sql = insert_rows(conn, "credit_holds", &["task_id", "account_id", "amount", "state", "created_at"], chunk.len());
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for r in chunk {
                 q = q.bind(r.task_id).bind(r.account).bind(r.amount).bind(HoldState::Held.as_str()).bind(r.now);
@@ -163,7 +155,7 @@ impl Db {
             }
         }
         for chunk in allocations.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!("INSERT INTO credit_hold_allocations (task_id, grant_id, amount) VALUES {}", values(chunk.len(), 3));
+            let sql = insert_rows(conn, "credit_hold_allocations", &["task_id", "grant_id", "amount"], chunk.len());
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (task_id, _, grant_id, take) in chunk {
                 q = q.bind(*task_id).bind(grant_id.as_str()).bind(*take);
@@ -201,18 +193,6 @@ impl Db {
             .collect()
     }
 
-    /// Spends up to `actual` milli-credits of the task's hold (never more
-    /// than was held) and releases the rest. Idempotent: a hold already
-    /// captured or released, or no hold at all, gives `None` and changes nothing.
-    pub async fn capture_hold(&self, conn: &mut AnyConnection, task_id: &str, actual: i64) -> Result<Option<Settlement>, StoreError> {
-        settle(conn, task_id, actual.max(0), HoldState::Captured).await
-    }
-
-    /// Gives the whole hold back. Idempotent, like [`Db::capture_hold`].
-    pub async fn release_hold(&self, conn: &mut AnyConnection, task_id: &str) -> Result<Option<Settlement>, StoreError> {
-        settle(conn, task_id, 0, HoldState::Released).await
-    }
-
     /// A task's hold, if it has one.
     pub async fn hold(&self, task_id: &str) -> Result<Option<Hold>, StoreError> {
         let row = sqlx::query("SELECT task_id, account_id, amount, captured, state FROM credit_holds WHERE task_id = $1")
@@ -233,86 +213,10 @@ impl Db {
     }
 }
 
-/// Settles a held hold: the guarded state change makes this happen at most
-/// once, however many workers or sweeps race to do it.
-async fn settle(conn: &mut AnyConnection, task_id: &str, actual: i64, to: HoldState) -> Result<Option<Settlement>, StoreError> {
-    // The state change and the captured amount (never more than was held)
-    // in one statement: each statement is a hand-off to SQLite's writer thread.
-    let row = sqlx::query(
-        "UPDATE credit_holds SET state = $1, settled_at = $2, captured = CASE WHEN amount < $4 THEN amount ELSE $4 END \
-         WHERE task_id = $3 AND state = 'held' RETURNING account_id, captured",
-    )
-    .bind(to.as_str())
-    .bind(now_ms())
-    .bind(task_id)
-    .bind(actual)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let account: String = row.try_get("account_id")?;
-    let captured: i64 = row.try_get("captured")?;
-    // Spend the soonest-expiring credits; what goes back goes to the grants that last longest.
-    let rows = sqlx::query(
-        "SELECT a.grant_id, a.amount FROM credit_hold_allocations a JOIN credit_grants g ON g.id = a.grant_id \
-         WHERE a.task_id = $1 ORDER BY CASE WHEN g.expires_at IS NULL THEN 1 ELSE 0 END, g.expires_at, g.created_at, g.id",
-    )
-    .bind(task_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut left = captured;
-    let mut released = 0;
-    for r in rows {
-        let grant_id: String = r.try_get("grant_id")?;
-        let alloc: i64 = r.try_get("amount")?;
-        let spend = alloc.min(left);
-        let back = alloc - spend;
-        left -= spend;
-        if spend > 0 {
-            sqlx::query("UPDATE credit_hold_allocations SET captured = $1 WHERE task_id = $2 AND grant_id = $3")
-                .bind(spend)
-                .bind(task_id)
-                .bind(&grant_id)
-                .execute(&mut *conn)
-                .await?;
-            let e = Entry { account_id: &account, kind: EntryKind::Capture, grant_id: Some(&grant_id), task_id: Some(task_id), available_delta: 0, held_delta: -spend, reason: None };
-            append(conn, e).await?;
-        }
-        if back > 0 {
-            // Back into its grant; if that grant has expired meanwhile, the
-            // next expiry sweep writes it off (it is never drawn on again).
-            sqlx::query("UPDATE credit_grants SET remaining = remaining + $1 WHERE id = $2").bind(back).bind(&grant_id).execute(&mut *conn).await?;
-            let e = Entry { account_id: &account, kind: EntryKind::Release, grant_id: Some(&grant_id), task_id: Some(task_id), available_delta: back, held_delta: -back, reason: None };
-            append(conn, e).await?;
-            released += back;
-        }
-    }
-    Ok(Some(Settlement { captured, released }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What a database holds after the holds, with grant ids replaced by
-    /// their creation order (ids differ between databases).
-    async fn picture(db: &Db, accounts: &[&str], grants: &[String], tasks: &[&str], now: i64) -> Vec<String> {
-        let index = |id: &Option<String>| id.as_ref().map(|g| grants.iter().position(|x| x == g).expect("known grant"));
-        let mut out = Vec::new();
-        for a in accounts {
-            out.push(format!("{a}: {:?}", db.balance(a, now).await.unwrap()));
-            for e in db.ledger_entries(a).await.unwrap() {
-                out.push(format!("{:?} grant {:?} task {:?} {} {}", e.kind, index(&e.grant_id), e.task_id, e.available_delta, e.held_delta));
-            }
-            for (id, remaining, _) in db.grants(a).await.unwrap() {
-                out.push(format!("grant {:?} remaining {remaining}", index(&Some(id))));
-            }
-        }
-        for t in tasks {
-            out.push(format!("{t}: {:?}", db.hold(t).await.unwrap()));
-        }
-        // account ids differ too: name them by position
-        out.into_iter().map(|l| accounts.iter().enumerate().fold(l, |l, (n, a)| l.replace(a, &format!("account {n}")))).collect()
-    }
+    use crate::ledger::picture::picture;
 
     /// The same grants in two databases; the same holds placed one by one
     /// in one and as a set in the other must leave the same outcomes,

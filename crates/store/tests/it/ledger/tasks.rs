@@ -83,6 +83,39 @@ async fn completion_with_fewer_images_captures_only_those_made() {
 }
 
 #[tokio::test]
+async fn a_batch_completion_settles_each_hold_for_what_its_task_made() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let b = db.create_account("b", "free", false).await.unwrap();
+        // a's first task spans its expiring grant and its lasting one.
+        db.grant_credits(&a.id, 5_000, Some(imagegate_store::now_ms() + 60_000), "free plan").await.unwrap();
+        db.grant_credits(&a.id, 100_000, None, "purchase").await.unwrap();
+        db.grant_credits(&b.id, 40_000, None, "purchase").await.unwrap();
+        let mut ids = Vec::new();
+        for (acct, count) in [(&a.id, 3), (&b.id, 2), (&a.id, 1), (&b.id, 1)] {
+            ids.push(submit_paid(db, acct, flux_dev(count), None).await.unwrap().task().id.clone());
+        }
+        assert_eq!(db.claim_tasks("w1", 10, 30_000).await.unwrap().len(), 4);
+        // 3 asked, 2 made; 2 of 2; 1 of 1; none of 1 (captures nothing).
+        let results = [images(&ids[0], 2), images(&ids[1], 2), images(&ids[2], 1), images(&ids[3], 0)];
+        let done: Vec<(&str, &TaskResult)> = ids.iter().map(String::as_str).zip(results.iter()).collect();
+        let views = db.complete_tasks("w1", &done).await.unwrap();
+        assert!(views.iter().all(Option::is_some));
+        for (id, captured) in ids.iter().zip([22_000, 22_000, 11_000, 0]) {
+            let h = db.hold(id).await.unwrap().unwrap();
+            assert_eq!((h.state, h.captured), (HoldState::Captured, captured), "task {id}");
+        }
+        assert_eq!(available(db, &a.id).await, (105_000 - 33_000, 0));
+        assert_eq!(available(db, &b.id).await, (40_000 - 22_000, 0));
+        assert_eq!(assert_ledger_balances(db, &a.id).await, (72_000, 0));
+        assert_eq!(assert_ledger_balances(db, &b.id).await, (18_000, 0));
+        assert!(db.complete_tasks("w1", &done).await.unwrap().iter().all(Option::is_none), "not twice");
+        assert_eq!(available(db, &a.id).await, (72_000, 0));
+    }
+}
+
+#[tokio::test]
 async fn a_requeued_task_keeps_its_hold_and_a_failed_one_releases_it() {
     for s in ScratchDb::all().await {
         let db = &s.db;
