@@ -53,6 +53,17 @@ impl Params {
         }
     }
 
+    /// Appends `n` arms of a `CASE x … END` that maps values to values:
+    /// ` WHEN p THEN p` each.
+    pub(crate) fn when_then(&mut self, sql: &mut String, n: usize) {
+        for _ in 0..n {
+            sql.push_str(" WHEN ");
+            self.push(sql);
+            sql.push_str(" THEN ");
+            self.push(sql);
+        }
+    }
+
     /// Appends the VALUES of `rows` rows of `cols` placeholders:
     /// `(p, p), (p, p)`.
     pub(crate) fn rows(&mut self, sql: &mut String, rows: usize, cols: usize) {
@@ -78,6 +89,8 @@ mod tests {
         p.list(&mut sql, 3);
         sql.push_str(") AND x = ");
         p.push(&mut sql);
-        assert_eq!(sql, "IN (?, ?, ?) AND x = ?");
+        sql.push_str(" CASE id");
+        p.when_then(&mut sql, 2);
+        assert_eq!(sql, "IN (?, ?, ?) AND x = ? CASE id WHEN ? THEN ? WHEN ? THEN ?");
     }
 }

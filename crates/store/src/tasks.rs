@@ -346,12 +346,7 @@ impl Db {
         // Placeholders in the order their values are bound (see `params`).
         let mut p = Params::new(self.kind);
         let mut sql = String::from("UPDATE tasks SET state = 'succeeded', result = CASE id");
-        for _ in done {
-            sql.push_str(" WHEN ");
-            p.push(&mut sql);
-            sql.push_str(" THEN ");
-            p.push(&mut sql);
-        }
+        p.when_then(&mut sql, done.len());
         sql.push_str(" END, progress_step = progress_total, lease_owner = NULL, lease_expires_at = NULL, finished_at = ");
         p.push(&mut sql);
         sql.push_str(", updated_at = ");

@@ -216,7 +216,7 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::picture::picture;
+    use crate::ledger::picture::{Twin, picture, twins};
 
     /// The same grants in two databases; the same holds placed one by one
     /// in one and as a set in the other must leave the same outcomes,
@@ -225,17 +225,8 @@ mod tests {
     async fn holds_placed_as_a_set_match_holds_placed_one_by_one() {
         let t0 = 1_000_000;
         let dir = tempfile::tempdir().unwrap();
-        let mut dbs = Vec::new();
-        for name in ["one_by_one", "as_a_set"] {
-            let db = Db::connect(&format!("sqlite://{}?mode=rwc", dir.path().join(name).display())).await.unwrap();
-            let x = db.create_account("x", "free", false).await.unwrap().id;
-            let y = db.create_account("y", "free", false).await.unwrap().id;
-            let mut grants = Vec::new();
-            for (acct, amount, expires_at) in [(&x, 5_000, Some(t0 + 1_000)), (&x, 3_000, Some(t0 + 10)), (&x, 10_000, None), (&y, 2_000, None), (&x, 1, Some(t0 - 1))] {
-                grants.push(db.grant_credits(acct, amount, expires_at, "test").await.unwrap());
-            }
-            dbs.push((db, x, y, grants));
-        }
+        let grants = [("x", 5_000, Some(t0 + 1_000)), ("x", 3_000, Some(t0 + 10)), ("x", 10_000, None), ("y", 2_000, None), ("x", 1, Some(t0 - 1))];
+        let dbs = twins(dir.path(), &grants).await;
         let requests = |x: &str, y: &str| -> Vec<(String, &'static str, i64, i64)> {
             vec![
                 (x.to_string(), "t1", 4_000, t0),
@@ -249,7 +240,7 @@ mod tests {
         };
         let mut outcomes = Vec::new();
         let mut pictures = Vec::new();
-        for (n, (db, x, y, grants)) in dbs.iter().enumerate() {
+        for (n, Twin { db, x, y, grants }) in dbs.iter().enumerate() {
             let reqs = requests(x, y);
             let mut tx = db.begin().await.unwrap();
             let got: Vec<Result<(), StoreError>> = if n == 0 {

@@ -1,10 +1,40 @@
-//! Test support: what a database's ledger holds, in a form two databases
-//! can be compared by, for the tests that check a set-based ledger change
-//! against the same change made one by one.
+//! Test support for the tests that check a set-based ledger change against
+//! the same change made one by one: twin databases with the same accounts
+//! and grants, and what a database's ledger holds, in a form two databases
+//! can be compared by.
+
+use std::path::Path;
 
 use sqlx::Row;
 
 use crate::db::Db;
+
+/// One of two databases set up alike: accounts x and y and their grants,
+/// in the order given.
+pub(crate) struct Twin {
+    pub db: Db,
+    pub x: String,
+    pub y: String,
+    pub grants: Vec<String>,
+}
+
+/// Two databases in `dir` ("one_by_one" and "as_a_set"), each with accounts
+/// x and y and the `grants` given as (`"x"` or `"y"`, milli-credits, expiry).
+pub(crate) async fn twins(dir: &Path, grants: &[(&str, i64, Option<i64>)]) -> Vec<Twin> {
+    let mut out = Vec::new();
+    for name in ["one_by_one", "as_a_set"] {
+        let db = Db::connect(&format!("sqlite://{}?mode=rwc", dir.join(name).display())).await.unwrap();
+        let x = db.create_account("x", "free", false).await.unwrap().id;
+        let y = db.create_account("y", "free", false).await.unwrap().id;
+        let mut ids = Vec::new();
+        for (who, amount, expires_at) in grants {
+            let account = if *who == "x" { &x } else { &y };
+            ids.push(db.grant_credits(account, *amount, *expires_at, "test").await.unwrap());
+        }
+        out.push(Twin { db, x, y, grants: ids });
+    }
+    out
+}
 
 /// Balances, ledger entries, grants, holds and their allocations, with
 /// grant ids replaced by their position in `grants` and account ids by

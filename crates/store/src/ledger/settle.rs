@@ -147,12 +147,7 @@ async fn mark_settled(conn: &mut AnyConnection, reqs: &[&Settle<'_>]) -> Result<
     // Placeholders in the order their values are bound (see `params`).
     let mut p = Params::on(conn);
     let mut sql = String::from("UPDATE credit_holds SET state = CASE task_id");
-    for _ in reqs {
-        sql.push_str(" WHEN ");
-        p.push(&mut sql);
-        sql.push_str(" THEN ");
-        p.push(&mut sql);
-    }
+    p.when_then(&mut sql, reqs.len());
     sql.push_str(" END, settled_at = ");
     p.push(&mut sql);
     sql.push_str(", captured = CASE task_id");
@@ -237,7 +232,7 @@ async fn record_spending(conn: &mut AnyConnection, moves: &[Move]) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::picture::picture;
+    use crate::ledger::picture::{Twin, picture, twins};
 
     /// The same grants and holds in two databases; the same settlements
     /// made one by one in one and as a set in the other must leave the same
@@ -247,23 +242,16 @@ mod tests {
         let t0 = 1_000_000;
         let dir = tempfile::tempdir().unwrap();
         let tasks = ["t1", "t2", "t3", "t4", "t5", "t6", "t7"];
-        let mut dbs = Vec::new();
-        for name in ["one_by_one", "as_a_set"] {
-            let db = Db::connect(&format!("sqlite://{}?mode=rwc", dir.path().join(name).display())).await.unwrap();
-            let x = db.create_account("x", "free", false).await.unwrap().id;
-            let y = db.create_account("y", "free", false).await.unwrap().id;
-            let mut grants = Vec::new();
-            for (acct, amount, expires_at) in [(&x, 5_000, Some(t0 + 1_000)), (&x, 3_000, Some(t0 + 10)), (&x, 10_000, None), (&y, 2_000, None)] {
-                grants.push(db.grant_credits(acct, amount, expires_at, "test").await.unwrap());
-            }
+        let grants = [("x", 5_000, Some(t0 + 1_000)), ("x", 3_000, Some(t0 + 10)), ("x", 10_000, None), ("y", 2_000, None)];
+        let dbs = twins(dir.path(), &grants).await;
+        for Twin { db, x, y, .. } in &dbs {
             let mut tx = db.begin().await.unwrap();
             // t1 draws on two grants, t2 on two others, t4 holds nothing.
-            for (acct, task, amount) in [(&x, "t1", 7_000), (&x, "t2", 5_000), (&y, "t3", 1_500), (&x, "t4", 0), (&x, "t5", 2_000), (&y, "t6", 500), (&x, "t7", 1_000)] {
+            for (acct, task, amount) in [(x, "t1", 7_000), (x, "t2", 5_000), (y, "t3", 1_500), (x, "t4", 0), (x, "t5", 2_000), (y, "t6", 500), (x, "t7", 1_000)] {
                 db.place_hold(&mut tx, acct, task, amount, t0).await.unwrap();
             }
             assert!(db.release_hold(&mut tx, "t6").await.unwrap().is_some(), "settled before the set");
             tx.commit().await.unwrap();
-            dbs.push((db, x, y, grants));
         }
         let settlements = [
             Settle { task_id: "t1", actual: 5_000, to: HoldState::Captured }, // spends the sooner grant first, gives 2,000 back
@@ -278,7 +266,7 @@ mod tests {
         ];
         let mut outcomes = Vec::new();
         let mut pictures = Vec::new();
-        for (n, (db, x, y, grants)) in dbs.iter().enumerate() {
+        for (n, Twin { db, x, y, grants }) in dbs.iter().enumerate() {
             let mut tx = db.begin().await.unwrap();
             let got = if n == 0 {
                 let mut got = Vec::new();
