@@ -93,4 +93,21 @@ mod tests {
         p.when_then(&mut sql, 2);
         assert_eq!(sql, "IN (?, ?, ?) AND x = ? CASE id WHEN ? THEN ? WHEN ? THEN ?");
     }
+
+    /// The ledger's statements learn the database from their connection:
+    /// a backend name that failed to match would quietly give SQLite the
+    /// slow numbered form, or PostgreSQL a form it cannot parse.
+    #[tokio::test]
+    async fn a_connection_names_its_database() {
+        let mut urls = vec!["sqlite::memory:".to_string()];
+        urls.extend(std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")));
+        for url in urls {
+            let db = crate::Db::connect(&url).await.unwrap();
+            let mut conn = db.write.acquire().await.unwrap();
+            let (mut on, mut by_kind) = (String::new(), String::new());
+            Params::on(&mut conn).push(&mut on);
+            Params::new(db.kind).push(&mut by_kind);
+            assert_eq!(on, by_kind, "{url}");
+        }
+    }
 }
