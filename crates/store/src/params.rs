@@ -105,7 +105,7 @@ mod tests {
             let db = crate::Db::connect(&url).await.unwrap();
             let mut conn = db.write.acquire().await.unwrap();
             let (mut on, mut by_kind) = (String::new(), String::new());
-            Params::on(&mut conn).push(&mut on);
+            Params::on(&conn).push(&mut on);
             Params::new(db.kind).push(&mut by_kind);
             assert_eq!(on, by_kind, "{url}");
         }
