@@ -103,7 +103,7 @@ mod tests {
         urls.extend(std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres")));
         for url in urls {
             let db = crate::Db::connect(&url).await.unwrap();
-            let mut conn = db.write.acquire().await.unwrap();
+            let conn = db.write.acquire().await.unwrap();
             let (mut on, mut by_kind) = (String::new(), String::new());
             Params::on(&conn).push(&mut on);
             Params::new(db.kind).push(&mut by_kind);
