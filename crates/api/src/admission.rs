@@ -85,14 +85,17 @@ impl AppState {
         Ok(imagegate_core::quote(spec, model, &self.prices))
     }
 
-    /// Credits captured for a finished task of `caller`'s, in milli-credits
-    /// (0 when unmetered: admin tasks never get a hold, so there is nothing
-    /// to read).
-    pub async fn charged(&self, caller: &Caller, task_id: &str) -> Result<i64, AppError> {
+    /// Credits captured for a finished task of `caller`'s, in milli-credits:
+    /// 0 when unmetered (admin tasks never get a hold), what the view's
+    /// completion captured when it says, else what the hold records.
+    pub async fn charged(&self, caller: &Caller, task: &TaskView) -> Result<i64, AppError> {
         if caller.is_admin {
             return Ok(0);
         }
-        Ok(self.db.hold(task_id).await?.map_or(0, |h| h.captured))
+        if let Some(charged) = task.charged {
+            return Ok(charged);
+        }
+        Ok(self.db.hold(&task.id).await?.map_or(0, |h| h.captured))
     }
 
     /// Waits for a task to end, up to the configured synchronous deadline:

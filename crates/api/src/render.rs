@@ -37,7 +37,7 @@ impl AppState {
     /// unmetered) and who drew it ([`with_served_by`]) to a synchronous response.
     pub async fn with_charge(&self, caller: &Caller, task: &TaskView, mut resp: axum::response::Response) -> Result<axum::response::Response, AppError> {
         resp = with_served_by(task, resp);
-        let charged = self.charged(caller, &task.id).await?;
+        let charged = self.charged(caller, task).await?;
         if let Ok(v) = http::HeaderValue::from_str(&imagegate_core::pricing::format_credits(charged)) {
             resp.headers_mut().insert("x-credits-charged", v);
         }

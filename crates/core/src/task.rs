@@ -103,6 +103,10 @@ pub struct TaskView {
     pub created_at: i64,
     /// Unix milliseconds of the last state change.
     pub updated_at: i64,
+    /// Milli-credits captured for the task, when this view comes from the
+    /// completion that captured them; `None` where that is not known from
+    /// here (read the task's credit hold instead).
+    pub charged: Option<i64>,
 }
 
 impl TaskView {
@@ -148,6 +152,7 @@ mod tests {
             attempts: 1,
             created_at: 0,
             updated_at: 0,
+            charged: None,
         }
     }
 

@@ -163,6 +163,7 @@ mod tests {
             attempts: 1,
             created_at: 0,
             updated_at: 0,
+            charged: None,
         }
     }
 

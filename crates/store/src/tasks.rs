@@ -122,6 +122,7 @@ fn task_from(row: &AnyRow) -> Result<TaskView, StoreError> {
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        charged: None,
     })
 }
 
@@ -138,6 +139,7 @@ fn admitted_view(id: String, new: NewTask, now: i64) -> TaskView {
         attempts: u32::from(started),
         created_at: now,
         updated_at: now,
+        charged: None,
     }
 }
 
@@ -375,6 +377,8 @@ impl Db {
         }
         let mut out = Vec::with_capacity(done.len());
         let mut captures = Vec::new();
+        // Where each capture's outcome goes: the view's index in `out`.
+        let mut captured_views = Vec::new();
         for (id, result) in done {
             let Some((view, held)) = updated.remove(*id) else {
                 out.push(None);
@@ -386,11 +390,17 @@ impl Db {
                 // Integer and exact: the hold is per-image price × count.
                 let actual = i64::try_from(i128::from(hold) * made / asked).unwrap_or(hold);
                 captures.push(crate::ledger::Settle { task_id: id, actual, to: crate::HoldState::Captured });
+                captured_views.push(out.len());
             }
             out.push(Some(view));
         }
-        if !captures.is_empty() {
-            self.settle_holds(&mut tx, &captures).await?;
+        // The views carry what was captured, so that a waiting request can
+        // tell its caller without reading the hold back.
+        let settled = self.settle_holds(&mut tx, &captures).await?;
+        for (at, settlement) in captured_views.into_iter().zip(settled) {
+            if let (Some(view), Some(s)) = (&mut out[at], settlement) {
+                view.charged = Some(s.captured);
+            }
         }
         tx.commit().await?;
         Ok(out)

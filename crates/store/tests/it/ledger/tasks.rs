@@ -96,16 +96,22 @@ async fn a_batch_completion_settles_each_hold_for_what_its_task_made() {
         for (acct, count) in [(&a.id, 3), (&b.id, 2), (&a.id, 1), (&b.id, 1)] {
             ids.push(submit_paid(db, acct, flux_dev(count), None).await.unwrap().task().id.clone());
         }
-        assert_eq!(db.claim_tasks("w1", 10, 30_000).await.unwrap().len(), 4);
+        // An unmetered task in the same batch: no hold, nothing to tell.
+        let free = NewTask { account_id: a.id.clone(), key_id: None, spec: flux_dev(1), max_attempts: 2, idempotency: None, hold: None, concurrency_limit: None, start: None };
+        ids.push(db.submit_task(free).await.unwrap().task().id.clone());
+        assert_eq!(db.claim_tasks("w1", 10, 30_000).await.unwrap().len(), 5);
         // 3 asked, 2 made; 2 of 2; 1 of 1; none of 1 (captures nothing).
-        let results = [images(&ids[0], 2), images(&ids[1], 2), images(&ids[2], 1), images(&ids[3], 0)];
+        let results = [images(&ids[0], 2), images(&ids[1], 2), images(&ids[2], 1), images(&ids[3], 0), images(&ids[4], 1)];
         let done: Vec<(&str, &TaskResult)> = ids.iter().map(String::as_str).zip(results.iter()).collect();
         let views = db.complete_tasks("w1", &done).await.unwrap();
         assert!(views.iter().all(Option::is_some));
-        for (id, captured) in ids.iter().zip([22_000, 22_000, 11_000, 0]) {
+        for ((id, view), captured) in ids.iter().zip(&views).zip([22_000, 22_000, 11_000, 0]) {
             let h = db.hold(id).await.unwrap().unwrap();
             assert_eq!((h.state, h.captured), (HoldState::Captured, captured), "task {id}");
+            assert_eq!(view.as_ref().unwrap().charged, Some(captured), "the completion tells what it captured for task {id}");
         }
+        assert_eq!(views[4].as_ref().unwrap().charged, None, "no hold, so the completion captured nothing it could tell");
+        assert!(db.hold(&ids[4]).await.unwrap().is_none());
         assert_eq!(available(db, &a.id).await, (105_000 - 33_000, 0));
         assert_eq!(available(db, &b.id).await, (40_000 - 22_000, 0));
         assert_eq!(assert_ledger_balances(db, &a.id).await, (72_000, 0));
