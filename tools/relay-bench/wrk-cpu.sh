@@ -12,9 +12,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin=$1; c=$2; secs=${3:-8}
 threads=2; [ "$c" -lt 2 ] && threads=1
 log=$(mktemp)
-BENCH_SERVE_SECS=$((secs + 60)) TMPDIR=${TMPDIR:-/dev/shm} "$bin" --bench > "$log" 2>&1 &
+# The server's database and objects go to a folder of their own, removed
+# at the end: killed, the bench cannot remove them itself, and on tmpfs
+# they would pile up in memory run after run.
+data=$(mktemp -d -p "${TMPDIR:-/dev/shm}")
+BENCH_SERVE_SECS=$((secs + 60)) TMPDIR=$data "$bin" --bench > "$log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$log" "$data"' EXIT
 for _ in $(seq 1 100); do grep -q '^imagegate' "$log" && break; sleep 0.3; done
 url=$(awk '/^imagegate/{print $2}' "$log"); export KEY=$(awk '/^imagegate/{print $4}' "$log")
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
