@@ -41,10 +41,17 @@ pub(crate) fn decode_base64(s: &str) -> Result<Vec<u8>, UpstreamError> {
         Some((head, rest)) if head.starts_with("data:") => rest,
         _ => s,
     };
-    let cleaned: String = payload.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(cleaned.as_bytes())
-        .map_err(|e| UpstreamError::BadResponse(format!("image is not valid base64: {e}")))
+    // Some providers wrap base64 in lines. Most send it in one piece, and a
+    // real image is megabytes of it, so it is copied without whitespace
+    // only when it has some.
+    let engine = base64::engine::general_purpose::STANDARD;
+    let decoded = if payload.bytes().any(|b| b.is_ascii_whitespace()) {
+        let cleaned: Vec<u8> = payload.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        engine.decode(cleaned)
+    } else {
+        engine.decode(payload)
+    };
+    decoded.map_err(|e| UpstreamError::BadResponse(format!("image is not valid base64: {e}")))
 }
 
 /// Reads format and dimensions from the image header.
@@ -92,6 +99,9 @@ mod tests {
         assert_eq!(decode_base64(&b64).unwrap(), bytes);
         assert_eq!(decode_base64(&format!("data:image/png;base64,{b64}")).unwrap(), bytes);
         assert!(decode_base64("***").is_err());
+        let wrapped: String = b64.as_bytes().chunks(20).map(|line| format!("{}\r\n", std::str::from_utf8(line).unwrap())).collect();
+        assert_eq!(decode_base64(&format!(" {wrapped}\t")).unwrap(), bytes, "line breaks and blanks anywhere are ignored");
+        assert!(decode_base64("iVBO\u{a0}Rw0K").is_err(), "a non-ASCII blank is not base64");
     }
 
     #[test]
