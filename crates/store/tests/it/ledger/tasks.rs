@@ -19,13 +19,18 @@ fn flux_dev(count: u32) -> TaskSpec {
 async fn submit_paid(db: &Db, account: &str, spec: TaskSpec, idem: Option<&str>) -> Result<Submitted, StoreError> {
     let cat = Catalog::builtin();
     let q = quote(&spec, cat.resolve(&spec.model).unwrap(), &PriceList::builtin());
+    submit_holding(db, account, spec, idem, Some(q.total_millicredits)).await
+}
+
+/// Submits holding `hold` milli-credits (`None`: unmetered, as an admin's task).
+async fn submit_holding(db: &Db, account: &str, spec: TaskSpec, idem: Option<&str>, hold: Option<i64>) -> Result<Submitted, StoreError> {
     db.submit_task(NewTask {
         account_id: account.to_string(),
         key_id: None,
         spec,
         max_attempts: 2,
         idempotency: idem.map(|k| (k.to_string(), "body".to_string())),
-        hold: Some(q.total_millicredits),
+        hold,
         concurrency_limit: None,
         start: None,
     })
@@ -97,8 +102,7 @@ async fn a_batch_completion_settles_each_hold_for_what_its_task_made() {
             ids.push(submit_paid(db, acct, flux_dev(count), None).await.unwrap().task().id.clone());
         }
         // An unmetered task in the same batch: no hold, nothing to tell.
-        let free = NewTask { account_id: a.id.clone(), key_id: None, spec: flux_dev(1), max_attempts: 2, idempotency: None, hold: None, concurrency_limit: None, start: None };
-        ids.push(db.submit_task(free).await.unwrap().task().id.clone());
+        ids.push(submit_holding(db, &a.id, flux_dev(1), None, None).await.unwrap().task().id.clone());
         assert_eq!(db.claim_tasks("w1", 10, 30_000).await.unwrap().len(), 5);
         // 3 asked, 2 made; 2 of 2; 1 of 1; none of 1 (captures nothing).
         let results = [images(&ids[0], 2), images(&ids[1], 2), images(&ids[2], 1), images(&ids[3], 0), images(&ids[4], 1)];
@@ -177,10 +181,7 @@ async fn unmetered_tasks_hold_nothing_and_need_no_credits() {
     for s in ScratchDb::all().await {
         let db = &s.db;
         let admin = db.create_account("root", "senior", true).await.unwrap();
-        let t = db
-            .submit_task(NewTask { account_id: admin.id.clone(), key_id: None, spec: flux_dev(1), max_attempts: 1, idempotency: None, hold: None, concurrency_limit: None, start: None })
-            .await
-            .unwrap();
+        let t = submit_holding(db, &admin.id, flux_dev(1), None, None).await.unwrap();
         let id = t.task().id.clone();
         assert!(db.hold(&id).await.unwrap().is_none());
         db.claim_tasks("w1", 1, 30_000).await.unwrap();
