@@ -10,7 +10,6 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=$1; c=$2; secs=${3:-8}
-threads=2; [ "$c" -lt 2 ] && threads=1
 log=$(mktemp)
 # The server's database and objects go to a folder of their own, removed
 # at the end: killed, the bench cannot remove them itself, and on tmpfs
@@ -25,13 +24,11 @@ ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 sqlite_ticks() { cat /proc/"$pid"/task/*/stat 2>/dev/null | awk '/sqlx-sqlite/{s += $14 + $15} END {print s + 0}'; }
 # Context switches of all the process's threads, voluntary or not.
 switches() { cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/{s += $2} END {print s + 0}'; }
-wrk -t"$threads" -c"$c" -d3s -s "$here/post.lua" "$url/v1/images/generations" > /dev/null
+# Warm up apart, so that the readings cover the measured run alone.
+WARM=0 "$here/wrk-row.sh" "$url" "$c" 3 > /dev/null
 t0=$(ticks); s0=$(sqlite_ticks); x0=$(switches)
-out=$(wrk -t"$threads" -c"$c" -d"${secs}s" --latency -s "$here/post.lua" "$url/v1/images/generations")
+row=$(WARM=0 "$here/wrk-row.sh" "$url" "$c" "$secs")
 t1=$(ticks); s1=$(sqlite_ticks); x1=$(switches)
 hz=$(getconf CLK_TCK)
-n=$(awk '/requests in/{print $1}' <<<"$out")
-rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
-p50=$(awk '$1=="50%"{print $2}' <<<"$out"); p99=$(awk '$1=="99%"{print $2}' <<<"$out")
-errs=$(grep -iE 'non-2xx|socket errors' <<<"$out" | tr '\n' ' ' || true)
-echo "c=$c req/s=$rps p50=$p50 p99=$p99 cpu_us/req=$(( (t1 - t0) * 1000000 / hz / n )) sqlite_us/req=$(( (s1 - s0) * 1000000 / hz / n )) switches/req=$(awk -v x=$((x1 - x0)) -v n="$n" 'BEGIN {printf "%.1f", x / n}') $errs"
+n=$(grep -o 'requests=[0-9]*' <<<"$row" | cut -d= -f2)
+echo "$row cpu_us/req=$(( (t1 - t0) * 1000000 / hz / n )) sqlite_us/req=$(( (s1 - s0) * 1000000 / hz / n )) switches/req=$(awk -v x=$((x1 - x0)) -v n="$n" 'BEGIN {printf "%.1f", x / n}')"
