@@ -12,6 +12,7 @@ mod group_complete;
 pub mod idempotency;
 pub mod keys;
 pub mod ledger;
+mod local_writer;
 pub mod objects;
 mod params;
 pub mod signing;

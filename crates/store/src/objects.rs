@@ -13,6 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::StoreError;
 use crate::fresh::Fresh;
+use crate::local_writer::LocalWriter;
 use crate::signing::UrlSigner;
 
 /// Where objects live.
@@ -46,7 +47,7 @@ impl ObjectConfig {
 }
 
 enum Backing {
-    Local,
+    Local(LocalWriter),
     S3 { signer: Arc<dyn Signer> },
 }
 
@@ -76,8 +77,9 @@ impl Objects {
         let (store, backing, prefix): (Arc<dyn ObjectStore>, Backing, String) = match config {
             ObjectConfig::Local(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
-                let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
-                (Arc::new(fs), Backing::Local, String::new())
+                let fs: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir)?);
+                let writer = LocalWriter::start(fs.clone()).map_err(|e| StoreError::Config(format!("cannot start the local object writer: {e}")))?;
+                (fs, Backing::Local(writer), String::new())
             }
             ObjectConfig::S3 { bucket, prefix } => {
                 let s3 = Arc::new(object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket).build()?);
@@ -106,7 +108,11 @@ impl Objects {
     /// Stores bytes under `key`.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let bytes = Bytes::from(bytes);
-        self.store.put(&self.path(key), PutPayload::from(bytes.clone())).await?;
+        let payload = PutPayload::from(bytes.clone());
+        match &*self.backing {
+            Backing::Local(writer) => writer.put(self.path(key), payload).await?,
+            Backing::S3 { .. } => drop(self.store.put(&self.path(key), payload).await?),
+        }
         self.fresh.insert(key, bytes);
         Ok(())
     }
@@ -135,7 +141,7 @@ impl Objects {
     /// A signed URL for `key`, valid for the configured lifetime from now.
     pub async fn signed_url(&self, key: &str) -> Result<String, StoreError> {
         match &*self.backing {
-            Backing::Local => {
+            Backing::Local(_) => {
                 let exp = crate::now_ms() / 1000 + self.ttl.as_secs() as i64;
                 let sig = self.signer.sign(key, exp);
                 Ok(format!("{}/files/{key}?exp={exp}&sig={sig}", self.public_base))
@@ -188,5 +194,38 @@ mod tests {
         o.delete("a/task_1/0.png").await.unwrap();
         assert!(matches!(o.get("a/task_1/0.png").await, Err(StoreError::NotFound(_))));
         o.ping().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_local_puts_all_land_in_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Objects::local(dir.path(), UrlSigner::new(vec![7; 32]), "http://h:1/", Duration::from_secs(60)).unwrap();
+        let puts: Vec<_> = (0..200u8)
+            .map(|n| {
+                let o = o.clone();
+                tokio::spawn(async move { o.put(&Objects::key_for("burst", &format!("task_{n}"), 0, "png"), vec![n; 1 + n as usize]).await })
+            })
+            .collect();
+        for p in puts {
+            p.await.unwrap().unwrap();
+        }
+        for n in 0..200u8 {
+            assert_eq!(std::fs::read(dir.path().join(format!("burst/task_{n}-0.png"))).unwrap(), vec![n; 1 + n as usize], "object {n}");
+        }
+        let staged: Vec<_> = std::fs::read_dir(dir.path().join("burst")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains('#')).collect();
+        assert!(staged.is_empty(), "no staged file left behind: {staged:?}");
+    }
+
+    #[tokio::test]
+    async fn a_local_put_that_cannot_be_written_fails_its_caller_and_the_next_one_still_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Objects::local(dir.path(), UrlSigner::new(vec![7; 32]), "http://h:1/", Duration::from_secs(60)).unwrap();
+        // A file where the put needs a folder.
+        std::fs::write(dir.path().join("blocked"), b"x").unwrap();
+        let err = o.put("blocked/task_1-0.png", vec![1]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Objects(_)), "{err:?}");
+        assert!(o.get("blocked/task_1-0.png").await.is_err(), "not kept in memory either");
+        o.put("ok/task_2-0.png", vec![2]).await.unwrap();
+        assert_eq!(std::fs::read(dir.path().join("ok/task_2-0.png")).unwrap(), [2]);
     }
 }
