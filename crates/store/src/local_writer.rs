@@ -43,7 +43,7 @@ impl LocalWriter {
             for put in rx {
                 // A panicking put fails its own caller, not every later one.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| futures::executor::block_on(store.put(&put.path, put.payload))))
-                    .unwrap_or_else(|_| Err(object_store::Error::Generic { store: "LocalFileSystem", source: "the put panicked".into() }))
+                    .unwrap_or_else(|_| Err(failed("the put panicked")))
                     .map(drop);
                 // The caller may have gone (its request was dropped); the object is written either way.
                 let _ = put.done.send(result);
@@ -55,12 +55,13 @@ impl LocalWriter {
     /// Writes `payload` at `path` and returns once it is in place.
     pub(crate) async fn put(&self, path: Path, payload: PutPayload) -> object_store::Result<()> {
         let (done, answer) = oneshot::channel();
+        let gone = || failed("the local object writer thread stopped");
         self.tx.send(Put { path, payload, done }).map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
 
-/// The thread is gone (it could not be kept running).
-fn gone() -> object_store::Error {
-    object_store::Error::Generic { store: "LocalFileSystem", source: "the local object writer thread stopped".into() }
+/// A put that the writer could not carry out, as the store's own error type.
+fn failed(why: &'static str) -> object_store::Error {
+    object_store::Error::Generic { store: "LocalFileSystem", source: why.into() }
 }

@@ -16,8 +16,11 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::post;
 use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use imagegate_testkit::doubles::support::b64;
 use serde_json::{Value, json};
 
 #[global_allocator]
@@ -30,16 +33,19 @@ struct Relay {
     rehost: bool,
 }
 
-async fn relay(State(r): State<Relay>, body: Bytes) -> Result<([(&'static str, &'static str); 1], Bytes), (http::StatusCode, String)> {
-    let bad = |e: reqwest::Error| (http::StatusCode::BAD_GATEWAY, e.to_string());
+/// Whatever went wrong with the double's answer.
+fn bad(e: impl std::fmt::Display) -> (StatusCode, String) {
+    (StatusCode::BAD_GATEWAY, e.to_string())
+}
+
+async fn relay(State(r): State<Relay>, body: Bytes) -> Result<([(&'static str, &'static str); 1], Bytes), (StatusCode, String)> {
     let answer = r.client.post(&r.upstream).header("content-type", "application/json").body(body).send().await.map_err(bad)?.bytes().await.map_err(bad)?;
     if !r.rehost {
         return Ok(([("content-type", "application/json")], answer));
     }
-    let parsed: Value = serde_json::from_slice(&answer).map_err(|e| (http::StatusCode::BAD_GATEWAY, e.to_string()))?;
-    let b64 = parsed["data"][0]["b64_json"].as_str().unwrap_or_default();
-    let png = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| (http::StatusCode::BAD_GATEWAY, e.to_string()))?;
-    let out = json!({"created": 1, "data": [{"b64_json": base64::engine::general_purpose::STANDARD.encode(&png)}]});
+    let parsed: Value = serde_json::from_slice(&answer).map_err(bad)?;
+    let png = STANDARD.decode(parsed["data"][0]["b64_json"].as_str().unwrap_or_default()).map_err(bad)?;
+    let out = json!({"created": 1, "data": [{"b64_json": b64(&png)}]});
     Ok(([("content-type", "application/json")], Bytes::from(out.to_string())))
 }
 
