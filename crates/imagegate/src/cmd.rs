@@ -10,6 +10,10 @@ mod pull;
 mod serve;
 mod worker;
 
+use std::sync::Arc;
+
+use imagegate_queue::Queue;
+
 use crate::cli::{Cli, Command};
 use crate::wiring;
 
@@ -55,4 +59,12 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down");
+}
+
+/// After the first signal began draining, a second one (an operator who will
+/// not wait) halts at once: runs give their tasks back and the process ends.
+pub async fn halt_on_second_signal(queue: Arc<Queue>) {
+    shutdown_signal().await;
+    tracing::warn!("second signal: not waiting for the drain");
+    queue.halt();
 }

@@ -120,7 +120,9 @@ impl Config {
                 set_path(&mut doc, &path.to_lowercase().split("__").collect::<Vec<_>>(), &value);
             }
         }
-        toml::Value::Table(doc).try_into().context("invalid configuration")
+        let config: Self = toml::Value::Table(doc).try_into().context("invalid configuration")?;
+        config.queue.check().map_err(|e| anyhow::anyhow!("[queue]: {e}"))?;
+        Ok(config)
     }
 
     /// The price list: compiled-in defaults with `[pricing]` on top.

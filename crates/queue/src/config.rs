@@ -26,6 +26,9 @@ pub struct QueueConfig {
     /// when an upstream channel serves it, instead of queueing it for a
     /// worker loop to claim (see `direct`). Needs `workers` > 0.
     pub start_relays_at_once: bool,
+    /// On shutdown, how long runs in flight may take to finish before they
+    /// are halted and their tasks given back to the queue (see `drain`).
+    pub drain_secs: f64,
 }
 
 impl Default for QueueConfig {
@@ -40,11 +43,33 @@ impl Default for QueueConfig {
             retention_days: 7.0,
             retention_sweep_secs: 3600.0,
             start_relays_at_once: true,
+            // under the 30 s that orchestrators usually wait before killing
+            drain_secs: 25.0,
         }
     }
 }
 
 impl QueueConfig {
+    /// Rejects durations that would stall or panic the timers built from
+    /// them (a negative, infinite or NaN number of seconds), naming the field.
+    pub fn check(&self) -> Result<(), String> {
+        let seconds = [
+            ("lease_secs", self.lease_secs, false),
+            ("sweep_secs", self.sweep_secs, false),
+            ("retention_days", self.retention_days, false),
+            ("retention_sweep_secs", self.retention_sweep_secs, false),
+            ("drain_secs", self.drain_secs, true),
+        ];
+        for (field, value, zero_ok) in seconds {
+            let allowed = value.is_finite() && (value > 0.0 || (zero_ok && value == 0.0));
+            if !allowed {
+                let must = if zero_ok { "zero or more" } else { "more than zero" };
+                return Err(format!("{field} must be a finite number {must}, not {value}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Lease length in milliseconds.
     pub fn lease_ms(&self) -> i64 {
         (self.lease_secs * 1000.0) as i64
@@ -55,8 +80,30 @@ impl QueueConfig {
         Duration::from_secs_f64((self.lease_secs / 3.0).max(0.05))
     }
 
+    /// Shutdown grace for runs in flight.
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs_f64(self.drain_secs.max(0.0))
+    }
+
     /// Retention in milliseconds.
     pub fn retention_ms(&self) -> i64 {
         (self.retention_days * 86_400_000.0) as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_names_the_field_that_would_break_a_timer() {
+        assert_eq!(QueueConfig::default().check(), Ok(()));
+        assert_eq!(QueueConfig { drain_secs: 0.0, ..QueueConfig::default() }.check(), Ok(()));
+        let err = QueueConfig { drain_secs: f64::INFINITY, ..QueueConfig::default() }.check().unwrap_err();
+        assert!(err.starts_with("drain_secs must be a finite number zero or more"), "{err}");
+        let err = QueueConfig { lease_secs: 0.0, ..QueueConfig::default() }.check().unwrap_err();
+        assert!(err.starts_with("lease_secs must be a finite number more than zero"), "{err}");
+        assert!(QueueConfig { sweep_secs: f64::NAN, ..QueueConfig::default() }.check().unwrap_err().starts_with("sweep_secs"));
+        assert!(QueueConfig { retention_days: -1.0, ..QueueConfig::default() }.check().unwrap_err().starts_with("retention_days"));
     }
 }

@@ -5,6 +5,7 @@
 //! (failures, which only ring the slot).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ struct Waiters {
 #[derive(Debug, Default)]
 pub struct CompletionHub {
     waiters: Mutex<Waiters>,
+    closed: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -84,6 +86,16 @@ impl CompletionHub {
         }
     }
 
+    /// Releases every waiter, now and later, as if its deadline passed: the
+    /// process is shutting down and will finish nothing more (see `drain`).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let slots: Vec<Arc<Slot>> = lock(&self.waiters).slots.values().cloned().collect();
+        for slot in slots {
+            slot.notify.notify_waiters();
+        }
+    }
+
     /// Number of tasks kept for waiters that have not arrived (tests).
     pub fn unclaimed(&self) -> usize {
         lock(&self.waiters).unclaimed.len()
@@ -105,8 +117,8 @@ impl CompletionHub {
         }
     }
 
-    /// Waits until task `id` is terminal or `deadline` passes (then
-    /// `Ok(None)`). The database is read every `poll`, and when a worker
+    /// Waits until task `id` is terminal or `deadline` passes or the hub
+    /// closes (then `Ok(None)`). The database is read every `poll`, and when a worker
     /// rings without handing the task over; a task handed over by an
     /// in-process worker costs no read at all.
     pub async fn wait_terminal(&self, db: &Db, id: &str, deadline: Instant, poll: Duration) -> Result<Option<TaskView>, StoreError> {
@@ -124,6 +136,9 @@ impl CompletionHub {
             if let Some(task) = lock(&slot.finished).clone() {
                 break Ok(Some(task));
             }
+            if self.closed.load(Ordering::SeqCst) {
+                break Ok(None);
+            }
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(next_read) => {}
@@ -131,6 +146,9 @@ impl CompletionHub {
             }
             if let Some(task) = lock(&slot.finished).clone() {
                 break Ok(Some(task));
+            }
+            if self.closed.load(Ordering::SeqCst) {
+                break Ok(None);
             }
             next_read = Instant::now() + poll;
             match db.get_task(id).await {
@@ -208,6 +226,23 @@ mod tests {
         let hub = CompletionHub::new();
         let got = hub.wait_terminal(&db().await, "t3", Instant::now() + Duration::from_millis(30), Duration::from_secs(60)).await.unwrap();
         assert!(got.is_none());
+    }
+
+    #[tokio::test]
+    async fn closing_releases_waiters_now_and_later_without_a_read() {
+        let hub = Arc::new(CompletionHub::new());
+        let db = db().await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let waiter = {
+            let (hub, db) = (hub.clone(), db.clone());
+            tokio::spawn(async move { hub.wait_terminal(&db, "t4", deadline, Duration::from_secs(60)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        hub.close();
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("released at once").unwrap();
+        assert!(got.unwrap().is_none());
+        assert!(hub.wait_terminal(&db, "t5", deadline, Duration::from_secs(60)).await.unwrap().is_none(), "a waiter after the close");
+        assert!(lock(&hub.waiters).slots.is_empty(), "slots are released");
     }
 
     #[test]

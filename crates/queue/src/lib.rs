@@ -6,9 +6,11 @@
 //! learn of it through the [`CompletionHub`]. Sweepers requeue tasks whose
 //! worker died and purge results past their retention. A synchronous
 //! request's relayed task may skip the claim and run at once (`direct`).
+//! Shutting down drains runs in flight and gives back the rest (`drain`).
 
 pub mod config;
 mod direct;
+mod drain;
 pub mod hub;
 pub mod sweeper;
 pub mod worker;

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::QueueConfig;
+use crate::drain::Shutdown;
 use crate::hub::CompletionHub;
 
 /// Everything workers and sweepers share.
@@ -36,6 +37,7 @@ pub struct Queue {
     /// This process's lease-owner name.
     pub worker_id: String,
     wake: Notify,
+    pub(crate) shutdown: Shutdown,
 }
 
 impl std::fmt::Debug for Queue {
@@ -50,7 +52,7 @@ impl Queue {
     /// A queue over the given parts.
     pub fn new(db: Db, objects: Objects, backends: BackendRegistry, catalog: Arc<Catalog>, config: QueueConfig) -> Arc<Self> {
         let worker_id = format!("{}-{}", hostname(), imagegate_store::new_id("w"));
-        Arc::new(Self { db, objects, backends, catalog, hub: Arc::new(CompletionHub::new()), config, worker_id, wake: Notify::new() })
+        Arc::new(Self { db, objects, backends, catalog, hub: Arc::new(CompletionHub::new()), config, worker_id, wake: Notify::new(), shutdown: Shutdown::default() })
     }
 
     /// Tells an idle worker that a task was queued.
@@ -65,7 +67,7 @@ impl Queue {
 
     async fn worker_loop(self: Arc<Self>) {
         let poll = std::time::Duration::from_millis(self.config.poll_ms);
-        loop {
+        while !self.shutdown.quiet() {
             match self.db.claim_tasks(&self.worker_id, self.config.batch_max, self.config.lease_ms()).await {
                 Ok(batch) if !batch.is_empty() => {
                     // Another task may be waiting behind this batch: pass the wake-up on.
@@ -76,6 +78,7 @@ impl Queue {
                     tokio::select! {
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(poll) => {}
+                        _ = self.shutdown.quieted() => {}
                     }
                 }
                 Err(e) => {
@@ -86,8 +89,10 @@ impl Queue {
         }
     }
 
-    /// Runs one claimed batch to its end.
+    /// Runs one claimed batch to its end, or until a shutdown halts it
+    /// (then its tasks go back to the queue; see `drain`).
     pub async fn run_batch(&self, batch: Vec<ClaimedTask>) {
+        let _in_flight = self.shutdown.run_started();
         let ids: Vec<String> = batch.iter().map(|t| t.id.clone()).collect();
         let progress: ProgressMap = Arc::default();
         let beat = tokio::spawn(heartbeat(self.db.clone(), self.worker_id.clone(), ids, progress.clone(), self.config.clone()));
@@ -98,7 +103,17 @@ impl Queue {
             })
         };
         let started = Instant::now();
-        let results = self.generate(&batch, &sink).await;
+        let cancel = CancelFlag::new();
+        let results = tokio::select! {
+            results = self.generate(&batch, &sink, &cancel) => results,
+            _ = self.shutdown.halted() => {
+                // The flag reaches a backend that left work on its own thread (the engine), which stops at its next step.
+                cancel.cancel();
+                beat.abort();
+                self.give_back(&batch).await;
+                return;
+            }
+        };
         let inference_ms = started.elapsed().as_millis() as u64;
         beat.abort();
         let mut stored = Vec::with_capacity(batch.len());
@@ -138,7 +153,7 @@ impl Queue {
         }
     }
 
-    async fn generate(&self, batch: &[ClaimedTask], sink: &ProgressSink) -> Vec<Result<Generation, BackendError>> {
+    async fn generate(&self, batch: &[ClaimedTask], sink: &ProgressSink, cancel: &CancelFlag) -> Vec<Result<Generation, BackendError>> {
         let model = &batch[0].spec.model;
         let Some(entry) = self.catalog.resolve(model) else {
             return batch.iter().map(|_| Err(BackendError::Invalid { field: "model".into(), message: format!("model `{model}` is not in the catalog") })).collect();
@@ -155,11 +170,10 @@ impl Queue {
         let _in_flight = picked.load.begin(batch.len());
         let started = Instant::now();
         let jobs: Vec<Job> = batch.iter().map(|t| Job { task_id: t.id.clone(), spec: t.spec.clone() }).collect();
-        let cancel = CancelFlag::new();
         let mut out = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(backend.max_batch().max(1)) {
             // A panicking backend must not take the worker loop down with it.
-            match AssertUnwindSafe(backend.generate_batch(chunk, sink, &cancel)).catch_unwind().await {
+            match AssertUnwindSafe(backend.generate_batch(chunk, sink, cancel)).catch_unwind().await {
                 Ok(results) if results.len() == chunk.len() => out.extend(results),
                 Ok(results) => out.extend(chunk.iter().map(|_| Err(BackendError::Internal(format!("backend returned {} results for {} tasks", results.len(), chunk.len()))))),
                 Err(_) => out.extend(chunk.iter().map(|_| Err(BackendError::Internal("backend panicked".into())))),

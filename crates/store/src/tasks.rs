@@ -441,6 +441,32 @@ impl Db {
         Ok(state)
     }
 
+    /// Gives tasks `worker` holds back to the queue at once, with the
+    /// attempt they used given back too: the worker is shutting down, which
+    /// is no fault of the task, so a deploy must not spend its attempts or
+    /// make it wait out a lease. Their credit holds stay for the next
+    /// attempt. Returns the ids given back (those `worker` still held).
+    pub async fn release_tasks(&self, worker: &str, ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let now = now_ms();
+        let mut released = Vec::with_capacity(ids.len());
+        for id in ids {
+            let res = sqlx::query(
+                "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
+                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = $1 \
+                 WHERE id = $2 AND lease_owner = $3 AND state = 'running'",
+            )
+            .bind(now)
+            .bind(id)
+            .bind(worker)
+            .execute(&self.write)
+            .await?;
+            if res.rows_affected() > 0 {
+                released.push(id.clone());
+            }
+        }
+        Ok(released)
+    }
+
     /// Requeues running tasks whose lease lapsed (their worker died or hung);
     /// those out of attempts fail and have their credit holds released, in
     /// the same transaction. Returns the ids requeued and the ids that failed.

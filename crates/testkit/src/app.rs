@@ -54,6 +54,7 @@ pub struct TestApp {
     /// A plain HTTP client.
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
     _db: ScratchDb,
     _objects: tempfile::TempDir,
 }
@@ -91,7 +92,7 @@ impl TestApp {
         }
         let (tx, rx) = oneshot::channel::<()>();
         let server_state = state.clone();
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             let _ = imagegate_api::server::serve(listener, server_state, async move {
                 let _ = rx.await;
             })
@@ -103,8 +104,20 @@ impl TestApp {
             state,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
+            server: Some(server),
             _db: scratch,
             _objects: dir,
+        }
+    }
+
+    /// Shuts the server down as SIGTERM does and returns once it drained
+    /// (the database and objects stay readable through `state`).
+    pub async fn shut_down(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("the server task ended cleanly");
         }
     }
 

@@ -14,6 +14,7 @@ mod openapi;
 mod predictions;
 mod publish;
 mod relay;
+mod shutdown;
 mod stability;
 mod tasks;
 mod usage;

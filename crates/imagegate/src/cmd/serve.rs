@@ -42,8 +42,13 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let served = registry.served_models(catalog.models()).len();
     let queue = wiring::queue(&config, db, objects, catalog, registry);
     tracing::info!(listen = %bound, public_url = %base, workers = config.queue.workers, models_served = served, workflows = workflows.all().len(), "imagegate is listening");
+    let halt_on_second = queue.clone();
     let state = AppState::new(queue, config.api()).with_billing(config.prices()?, config.plans()?).with_workflows(workflows);
-    imagegate_api::server::serve(listener, state, super::shutdown_signal()).await?;
+    let signal = async move {
+        super::shutdown_signal().await;
+        tokio::spawn(super::halt_on_second_signal(halt_on_second));
+    };
+    imagegate_api::server::serve(listener, state, signal).await?;
     Ok(())
 }
 

@@ -6,7 +6,8 @@ use crate::cli::WorkerArgs;
 use crate::config::Config;
 use crate::wiring::{self, BackendChoice};
 
-/// Runs workers until Ctrl-C or SIGTERM.
+/// Runs workers until Ctrl-C or SIGTERM, then drains them (see the queue's
+/// `drain`).
 pub async fn run(mut config: Config, args: WorkerArgs) -> anyhow::Result<()> {
     if let Some(w) = args.workers {
         config.queue.workers = w;
@@ -17,11 +18,14 @@ pub async fn run(mut config: Config, args: WorkerArgs) -> anyhow::Result<()> {
     let catalog = wiring::catalog_with_local_models(&config)?;
     let registry = wiring::backends(&config, &catalog, BackendChoice::default())?;
     let queue = wiring::queue(&config, db, objects, catalog, registry);
-    let mut handles = queue.spawn_workers();
-    handles.extend(queue.spawn_sweepers());
+    let workers = queue.spawn_workers();
+    let sweepers = queue.spawn_sweepers();
     tracing::info!(worker_id = %queue.worker_id, workers = config.queue.workers, "worker running");
     super::shutdown_signal().await;
-    for h in handles {
+    tokio::spawn(super::halt_on_second_signal(queue.clone()));
+    queue.begin_shutdown();
+    queue.drained(workers).await;
+    for h in sweepers {
         h.abort();
     }
     Ok(())

@@ -164,6 +164,29 @@ async fn lapsed_leases_requeue_then_fail() {
 }
 
 #[tokio::test]
+async fn released_tasks_requeue_at_once_with_their_attempt_given_back() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let id = submit(db, &a.id, spec("m", 512), None).await.unwrap().task().id.clone();
+        db.claim_tasks("stopping", 1, 30_000).await.unwrap();
+        let ids = [id.clone(), "task_not_held".to_string()];
+        assert!(db.release_tasks("someone-else", &ids).await.unwrap().is_empty(), "only the lease holder gives a task back");
+        assert_eq!(db.release_tasks("stopping", &ids).await.unwrap(), vec![id.clone()]);
+        let t = db.get_task(&id).await.unwrap().unwrap();
+        assert_eq!((t.state, t.attempts), (TaskState::Queued, 0));
+        // Released on every attempt, it is never failed for it.
+        for _ in 0..3 {
+            let claimed = db.claim_tasks("next", 1, 30_000).await.unwrap();
+            assert_eq!(claimed[0].attempt, 1);
+            db.release_tasks("next", std::slice::from_ref(&id)).await.unwrap();
+        }
+        assert!(db.release_tasks("next", std::slice::from_ref(&id)).await.unwrap().is_empty(), "a queued task is not released twice");
+        assert_eq!(db.get_task(&id).await.unwrap().unwrap().state, TaskState::Queued);
+    }
+}
+
+#[tokio::test]
 async fn heartbeats_keep_leases_alive() {
     for s in ScratchDb::all().await {
         let db = &s.db;

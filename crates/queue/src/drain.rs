@@ -1,0 +1,160 @@
+//! Stopping a process's workers without losing work or spending attempts.
+//!
+//! A deploy sends SIGTERM, waits a grace period, then kills. Aborting the
+//! worker loops at once (as this process used to) left every run it held to
+//! wait out its whole lease before the sweeper requeued it, spent one of its
+//! attempts, and could cut off an image put half-way. So shutting down has
+//! two phases:
+//!
+//! 1. **Quiet**: worker loops claim nothing more and end after their current
+//!    batch; runs already going get `drain_secs` to finish, store their
+//!    images and complete as usual.
+//! 2. **Halt**, when `drain_secs` pass: runs still going tell their backend
+//!    to cancel and give their tasks back to the queue at once, with the
+//!    attempt given back. Synchronous waiters in this process are released
+//!    (they answer 504 with the task id, which the client can fetch later),
+//!    so the HTTP server can close its connections.
+//!
+//! The default grace is shorter than the 30 s most orchestrators wait before
+//! they kill, so the halt's hand-back has time to land.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use imagegate_store::ClaimedTask;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::worker::Queue;
+
+/// After the halt, how long runs get to give their tasks back before the
+/// process stops waiting for them (a hung database should not hang exit).
+const HAND_BACK_BOUND: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Running,
+    Quiet,
+    Halt,
+}
+
+/// The shutdown phase and the runs in flight, shared by a queue's workers.
+#[derive(Debug)]
+pub(crate) struct Shutdown {
+    phase: watch::Sender<Phase>,
+    runs: watch::Sender<usize>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self { phase: watch::Sender::new(Phase::Running), runs: watch::Sender::new(0) }
+    }
+}
+
+/// Counts a run as in flight until dropped.
+pub(crate) struct RunGuard<'a>(&'a watch::Sender<usize>);
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Shutdown {
+    /// True once shutting down began: claim nothing more.
+    pub(crate) fn quiet(&self) -> bool {
+        *self.phase.borrow() >= Phase::Quiet
+    }
+
+    /// Resolves when shutting down begins.
+    pub(crate) fn quieted(&self) -> impl Future<Output = ()> + 'static {
+        let mut rx = self.phase.subscribe();
+        async move {
+            let _ = rx.wait_for(|p| *p >= Phase::Quiet).await;
+        }
+    }
+
+    /// Resolves when runs must stop and give their tasks back.
+    pub(crate) fn halted(&self) -> impl Future<Output = ()> + 'static {
+        let mut rx = self.phase.subscribe();
+        async move {
+            let _ = rx.wait_for(|p| *p == Phase::Halt).await;
+        }
+    }
+
+    pub(crate) fn run_started(&self) -> RunGuard<'_> {
+        self.runs.send_modify(|n| *n += 1);
+        RunGuard(&self.runs)
+    }
+
+    fn advance(&self, to: Phase) -> bool {
+        self.phase.send_if_modified(|p| {
+            let later = *p < to;
+            if later {
+                *p = to;
+            }
+            later
+        })
+    }
+}
+
+impl Queue {
+    /// Begins shutting down: worker loops stop claiming now, and after the
+    /// configured drain time runs still going are halted. Idempotent.
+    pub fn begin_shutdown(self: &Arc<Self>) {
+        if !self.shutdown.advance(Phase::Quiet) {
+            return;
+        }
+        let grace = self.config.drain();
+        tracing::info!(drain_secs = grace.as_secs_f64(), "no longer claiming tasks; runs in flight may finish");
+        let queue = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            queue.halt();
+        });
+    }
+
+    /// Halts now: runs give their tasks back, and synchronous waiters are
+    /// released. Implies [`Queue::begin_shutdown`]'s quiet.
+    pub fn halt(&self) {
+        if self.shutdown.advance(Phase::Halt) {
+            tracing::warn!("drain time is up: runs still going give their tasks back to the queue");
+            self.hub.close();
+        }
+    }
+
+    /// After [`Queue::begin_shutdown`]: waits for `workers` (the loops from
+    /// [`Queue::spawn_workers`]) to end and for every run in flight,
+    /// including those started at once for a request, to finish or give its
+    /// tasks back.
+    pub async fn drained(&self, workers: Vec<JoinHandle<()>>) {
+        let mut runs = self.shutdown.runs.subscribe();
+        let all_done = async {
+            for w in workers {
+                let _ = w.await;
+            }
+            let _ = runs.wait_for(|n| *n == 0).await;
+        };
+        let halted_and_bounded = async {
+            self.shutdown.halted().await;
+            tokio::time::sleep(HAND_BACK_BOUND).await;
+        };
+        tokio::select! {
+            _ = all_done => tracing::info!("workers drained"),
+            _ = halted_and_bounded => tracing::error!("runs did not give their tasks back in time; their leases will lapse and the sweeper will requeue them"),
+        }
+    }
+
+    /// A halted run's tasks go back to the queue.
+    pub(crate) async fn give_back(&self, batch: &[ClaimedTask]) {
+        let ids: Vec<String> = batch.iter().map(|t| t.id.clone()).collect();
+        match self.db.release_tasks(&self.worker_id, &ids).await {
+            Ok(released) => tracing::info!(tasks = released.len(), "gave halted tasks back to the queue"),
+            Err(e) => tracing::error!(error = %e, tasks = ids.len(), "giving halted tasks back failed; their leases will lapse and the sweeper will requeue them"),
+        }
+        for id in &ids {
+            self.hub.notify(id);
+        }
+    }
+}
