@@ -20,10 +20,11 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use imagegate_store::ClaimedTask;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::worker::Queue;
@@ -43,21 +44,26 @@ enum Phase {
 #[derive(Debug)]
 pub(crate) struct Shutdown {
     phase: watch::Sender<Phase>,
-    runs: watch::Sender<usize>,
+    // A plain counter, not a watch: every relayed request starts and ends a
+    // run, and this costs it two atomic operations.
+    runs: AtomicUsize,
+    none_running: Notify,
 }
 
 impl Default for Shutdown {
     fn default() -> Self {
-        Self { phase: watch::Sender::new(Phase::Running), runs: watch::Sender::new(0) }
+        Self { phase: watch::Sender::new(Phase::Running), runs: AtomicUsize::new(0), none_running: Notify::new() }
     }
 }
 
 /// Counts a run as in flight until dropped.
-pub(crate) struct RunGuard<'a>(&'a watch::Sender<usize>);
+pub(crate) struct RunGuard<'a>(&'a Shutdown);
 
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+        if self.0.runs.fetch_sub(1, Ordering::AcqRel) == 1 && self.0.quiet() {
+            self.0.none_running.notify_waiters();
+        }
     }
 }
 
@@ -84,8 +90,23 @@ impl Shutdown {
     }
 
     pub(crate) fn run_started(&self) -> RunGuard<'_> {
-        self.runs.send_modify(|n| *n += 1);
-        RunGuard(&self.runs)
+        self.runs.fetch_add(1, Ordering::AcqRel);
+        RunGuard(self)
+    }
+
+    /// Resolves when no run is in flight (after quiet: none can start in a
+    /// worker loop, so zero stays zero unless a request starts one).
+    async fn none_running(&self) {
+        loop {
+            let notified = self.none_running.notified();
+            tokio::pin!(notified);
+            // Register before looking, so the last run ending in between is not missed.
+            notified.as_mut().enable();
+            if self.runs.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 
     fn advance(&self, to: Phase) -> bool {
@@ -129,12 +150,11 @@ impl Queue {
     /// including those started at once for a request, to finish or give its
     /// tasks back.
     pub async fn drained(&self, workers: Vec<JoinHandle<()>>) {
-        let mut runs = self.shutdown.runs.subscribe();
         let all_done = async {
             for w in workers {
                 let _ = w.await;
             }
-            let _ = runs.wait_for(|n| *n == 0).await;
+            self.shutdown.none_running().await;
         };
         let halted_and_bounded = async {
             self.shutdown.halted().await;
