@@ -61,9 +61,7 @@ fn main() {
     let requests: usize = std::env::var("BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(4000);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
-        let app = Arc::new(
-            TestApp::spawn_with(TestAppOptions { queue: QueueConfig { workers: 16, batch_max: 16, ..QueueConfig::default() }, ..Default::default() }).await,
-        );
+        let app = Arc::new(TestApp::spawn_with(TestAppOptions { queue: QueueConfig { workers: 16, batch_max: 16, ..QueueConfig::default() }, ..Default::default() }).await);
         // Warm up connections, the PNG cache and SQLite's page cache.
         run_level(&app, 8, 200).await;
         println!("--- measured ---");

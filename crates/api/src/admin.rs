@@ -120,10 +120,7 @@ pub async fn get_account(State(state): State<AppState>, headers: HeaderMap, Path
     let mut body = account_json(&state.db, &a).await?;
     body["plan_limits"] = plan_json(&a.plan, state.plans.get_or_free(&a.plan));
     let keys = state.db.list_keys(Some(&a.id)).await?;
-    body["keys"] = keys
-        .iter()
-        .map(|k| json!({"id": k.id, "name": k.name, "hint": k.hint, "created": k.created_at / 1000, "revoked": k.revoked_at.map(|t| t / 1000)}))
-        .collect();
+    body["keys"] = keys.iter().map(|k| json!({"id": k.id, "name": k.name, "hint": k.hint, "created": k.created_at / 1000, "revoked": k.revoked_at.map(|t| t / 1000)})).collect();
     Ok(Json(body))
 }
 
@@ -141,7 +138,12 @@ pub struct GrantCredits {
 
 /// `POST /v1/admin/accounts/{id}/credits`: 201 with the grant and the new balance.
 #[utoipa::path(post, path = "/v1/admin/accounts/{id}/credits", tag = "admin", params(("id" = String, Path, description = "Account id or name")), security(("bearer" = [])), responses((status = 201, description = "Granted"), (status = 400, description = "Invalid amount or expiry"), (status = 403, description = "Not an admin key"), (status = 404, description = "Unknown account")))]
-pub async fn grant_credits(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<(StatusCode, Json<Value>), OpenAiError> {
+pub async fn grant_credits(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), OpenAiError> {
     admin(&state, &headers).await?;
     let req: GrantCredits = parse_json(&read_body(body)?)?;
     let amount = (req.amount * 1000.0).round();
@@ -162,7 +164,8 @@ pub async fn grant_credits(State(state): State<AppState>, headers: HeaderMap, Pa
     let a = state.db.find_account(&id).await?;
     // In range by the checks above: at most 1e15 milli-credits.
     let grant = state.db.grant_credits(&a.id, amount as i64, expires_at, &reason).await?;
-    let body = json!({"object": "credit_grant", "id": grant, "account": account_json(&state.db, &a).await?, "credits": amount / 1000.0, "expires_at": expires_at.map(|t| t / 1000)});
+    let body =
+        json!({"object": "credit_grant", "id": grant, "account": account_json(&state.db, &a).await?, "credits": amount / 1000.0, "expires_at": expires_at.map(|t| t / 1000)});
     Ok((StatusCode::CREATED, Json(body)))
 }
 
@@ -176,7 +179,12 @@ pub struct CreateKey {
 
 /// `POST /v1/admin/accounts/{id}/keys`: 201 with the new key, shown this once.
 #[utoipa::path(post, path = "/v1/admin/accounts/{id}/keys", tag = "admin", params(("id" = String, Path, description = "Account id or name")), security(("bearer" = [])), responses((status = 201, description = "The new key, shown once"), (status = 403, description = "Not an admin key"), (status = 404, description = "Unknown account")))]
-pub async fn create_key(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Result<(StatusCode, Json<Value>), OpenAiError> {
+pub async fn create_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), OpenAiError> {
     admin(&state, &headers).await?;
     let req: CreateKey = body_or_default(body)?;
     let name = req.name.unwrap_or_else(|| "default".into());

@@ -42,8 +42,11 @@ impl AppState {
         }
         self.rate_limits.check(caller, &self.plans)?;
         if !caller.is_admin && self.db.count_waiting(&caller.account_id).await? >= self.config.max_waiting_per_account {
-            return Err(AppError::new(ErrorCode::RateLimited, format!("this account already has {} tasks waiting; try again when some finish", self.config.max_waiting_per_account))
-                .with_retry_after(10));
+            return Err(AppError::new(
+                ErrorCode::RateLimited,
+                format!("this account already has {} tasks waiting; try again when some finish", self.config.max_waiting_per_account),
+            )
+            .with_retry_after(10));
         }
         if self.depth.current(&self.db).await? >= self.config.max_queued {
             return Err(AppError::new(ErrorCode::Unavailable, "the queue is full; try again shortly").with_retry_after(5));
@@ -105,8 +108,7 @@ impl AppState {
         let poll = Duration::from_millis(self.queue.config.poll_ms.max(50));
         match self.queue.hub.wait_terminal(&self.db, task_id, deadline, poll).await? {
             Some(t) => Ok(t),
-            None => Err(AppError::new(ErrorCode::Timeout, format!("task {task_id} is still running; fetch it later from GET /v1/tasks/{task_id}"))
-                .with_task(task_id)),
+            None => Err(AppError::new(ErrorCode::Timeout, format!("task {task_id} is still running; fetch it later from GET /v1/tasks/{task_id}")).with_task(task_id)),
         }
     }
 

@@ -37,9 +37,7 @@ async fn resolve(state: &AppState, key: &str) -> Result<Caller, AppError> {
 /// 403 unless the caller's key may use `model`.
 pub fn check_model_allowed(caller: &Caller, model: &ModelEntry) -> Result<(), AppError> {
     match &caller.allowed_models {
-        Some(list) if !list.iter().any(|m| m.eq_ignore_ascii_case(&model.id)) => {
-            Err(AppError::new(ErrorCode::Forbidden, format!("this key may not use model `{}`", model.id)))
-        }
+        Some(list) if !list.iter().any(|m| m.eq_ignore_ascii_case(&model.id)) => Err(AppError::new(ErrorCode::Forbidden, format!("this key may not use model `{}`", model.id))),
         _ => Ok(()),
     }
 }

@@ -15,11 +15,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path.is_empty() || path == "." {
-            AppError::new(ErrorCode::InvalidRequest, format!("malformed JSON body: {inner}"))
-        } else {
-            AppError::invalid(&path, inner.to_string())
-        }
+        if path.is_empty() || path == "." { AppError::new(ErrorCode::InvalidRequest, format!("malformed JSON body: {inner}")) } else { AppError::invalid(&path, inner.to_string()) }
     })
 }
 

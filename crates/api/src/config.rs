@@ -33,6 +33,16 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), body_limit_bytes: 16 * 1024 * 1024, sync_wait_secs: 120.0, max_queued: 10_000, max_waiting_per_account: 100, remote_workers: false, public_url: None, auth_cache_ms: 1000, prompt_enhancement: None }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            body_limit_bytes: 16 * 1024 * 1024,
+            sync_wait_secs: 120.0,
+            max_queued: 10_000,
+            max_waiting_per_account: 100,
+            remote_workers: false,
+            public_url: None,
+            auth_cache_ms: 1000,
+            prompt_enhancement: None,
+        }
     }
 }

@@ -41,8 +41,7 @@ impl RateLimits {
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                Err(AppError::new(ErrorCode::RateLimited, format!("rate limit of {rate} requests per minute for plan `{}` exceeded", caller.plan))
-                    .with_retry_after(secs.max(1)))
+                Err(AppError::new(ErrorCode::RateLimited, format!("rate limit of {rate} requests per minute for plan `{}` exceeded", caller.plan)).with_retry_after(secs.max(1)))
             }
         }
     }

@@ -48,10 +48,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/accounts/{id}/keys", post(admin::create_key))
         .route("/v1/admin/plans", get(admin::list_plans));
     for name in bfl::BFL_MODELS {
-        app = app.route(&format!("/v1/{name}"), post(move |State(s): State<AppState>, RawQuery(q): RawQuery, h: HeaderMap, b: Result<Bytes, BytesRejection>| bfl::create_generation(name, s, q, h, b)));
+        app = app.route(
+            &format!("/v1/{name}"),
+            post(move |State(s): State<AppState>, RawQuery(q): RawQuery, h: HeaderMap, b: Result<Bytes, BytesRejection>| bfl::create_generation(name, s, q, h, b)),
+        );
     }
-    app
-        .layer(DefaultBodyLimit::max(limit))
+    app.layer(DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &http::Request<_>| {

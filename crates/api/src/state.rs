@@ -9,8 +9,8 @@ use imagegate_store::{Db, Objects};
 use crate::auth_cache::AuthCache;
 use crate::config::ApiConfig;
 use crate::depth::QueueDepth;
-use crate::limits::RateLimits;
 use crate::enhance::ChatEnhancer;
+use crate::limits::RateLimits;
 
 /// What handlers share: the store, objects, the queue and the catalog.
 #[derive(Clone, Debug)]

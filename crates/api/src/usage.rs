@@ -80,10 +80,8 @@ pub async fn get_usage(State(state): State<AppState>, headers: HeaderMap, query:
     let rows = state.db.usage(&account.id, from, to).await?;
     let total = |f: fn(&UsageRow) -> i64| rows.iter().map(f).sum::<i64>();
     let total_m = total(|r| r.millicredits);
-    let by_day: Vec<Value> = rows
-        .iter()
-        .map(|r| json!({"date": r.day, "model": r.model, "key_id": r.key_id, "tasks": r.tasks, "images": r.images, "credits": credits(r.millicredits)}))
-        .collect();
+    let by_day: Vec<Value> =
+        rows.iter().map(|r| json!({"date": r.day, "model": r.model, "key_id": r.key_id, "tasks": r.tasks, "images": r.images, "credits": credits(r.millicredits)})).collect();
     Ok(Json(json!({
         "object": "usage",
         "account": {"id": account.id, "name": account.name, "plan": account.plan},

@@ -162,11 +162,7 @@ impl ModelEntry {
 
     /// Checks a requested size, naming `field` in the error.
     pub fn check_size(&self, field: &str, size: Size) -> Result<(), AppError> {
-        if self.sizes.allows(size) {
-            Ok(())
-        } else {
-            Err(AppError::invalid(field, format!("{size} is not available for {}; allowed: {}", self.id, self.sizes.describe())))
-        }
+        if self.sizes.allows(size) { Ok(()) } else { Err(AppError::invalid(field, format!("{size} is not available for {}; allowed: {}", self.id, self.sizes.describe()))) }
     }
 }
 

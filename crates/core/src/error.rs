@@ -108,10 +108,7 @@ impl AppError {
 
     /// A 400 naming the field and what is allowed.
     pub fn invalid(field: &str, allowed: impl fmt::Display) -> Self {
-        Self {
-            field: Some(field.to_string()),
-            ..Self::new(ErrorCode::InvalidRequest, format!("invalid `{field}`: {allowed}"))
-        }
+        Self { field: Some(field.to_string()), ..Self::new(ErrorCode::InvalidRequest, format!("invalid `{field}`: {allowed}")) }
     }
 
     /// A 404 for an unknown thing.

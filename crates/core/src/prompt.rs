@@ -3,28 +3,10 @@
 //! style, lighting and detail terms chosen by a stable hash of the prompt, so
 //! the same prompt is always rewritten the same way.
 
-const STYLES: [&str; 6] = [
-    "highly detailed digital illustration",
-    "cinematic photograph",
-    "fine art painting",
-    "professional studio photograph",
-    "concept art",
-    "vivid editorial illustration",
-];
-const LIGHTING: [&str; 6] = [
-    "soft natural light",
-    "golden hour lighting",
-    "dramatic rim lighting",
-    "moody ambient light",
-    "bright diffuse daylight",
-    "moonlit atmosphere",
-];
-const DETAIL: [&str; 4] = [
-    "sharp focus, intricate details",
-    "rich colours, crisp textures",
-    "balanced composition, depth of field",
-    "clean lines, high contrast",
-];
+const STYLES: [&str; 6] =
+    ["highly detailed digital illustration", "cinematic photograph", "fine art painting", "professional studio photograph", "concept art", "vivid editorial illustration"];
+const LIGHTING: [&str; 6] = ["soft natural light", "golden hour lighting", "dramatic rim lighting", "moody ambient light", "bright diffuse daylight", "moonlit atmosphere"];
+const DETAIL: [&str; 4] = ["sharp focus, intricate details", "rich colours, crisp textures", "balanced composition, depth of field", "clean lines, high contrast"];
 
 /// FNV-1a: stable across platforms and releases, unlike `DefaultHasher`.
 fn stable_hash(s: &str) -> u64 {
@@ -36,12 +18,7 @@ pub fn enhance(prompt: &str) -> String {
     let subject = prompt.trim().trim_end_matches(['.', ',']);
     let h = stable_hash(subject);
     let pick = |xs: &[&'static str], shift: u32| xs[((h >> shift) % xs.len() as u64) as usize];
-    format!(
-        "{subject}, {}, {}, {}, masterpiece quality",
-        pick(&STYLES, 0),
-        pick(&LIGHTING, 16),
-        pick(&DETAIL, 32)
-    )
+    format!("{subject}, {}, {}, {}, masterpiece quality", pick(&STYLES, 0), pick(&LIGHTING, 16), pick(&DETAIL, 32))
 }
 
 #[cfg(test)]

@@ -66,10 +66,7 @@ pub struct RoutingPolicy {
 impl RoutingPolicy {
     /// The policy for `model` (overrides match its id or any alias, ignoring case).
     pub fn routing_for(&self, model: &ModelEntry) -> Routing {
-        self.models
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(&model.id) || model.aliases.iter().any(|a| a.eq_ignore_ascii_case(name)))
-            .map_or(self.default, |(_, r)| *r)
+        self.models.iter().find(|(name, _)| name.eq_ignore_ascii_case(&model.id) || model.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))).map_or(self.default, |(_, r)| *r)
     }
 
     /// Checks every override names a catalog model; the error names the entry.

@@ -35,18 +35,8 @@ pub enum Sampler {
 
 impl Sampler {
     /// The ten names Stability v1 accepts, in its documented order.
-    pub const STABILITY: [Sampler; 10] = [
-        Self::Ddim,
-        Self::Ddpm,
-        Self::KDpmpp2m,
-        Self::KDpmpp2sAncestral,
-        Self::KDpm2,
-        Self::KDpm2Ancestral,
-        Self::KEuler,
-        Self::KEulerAncestral,
-        Self::KHeun,
-        Self::KLms,
-    ];
+    pub const STABILITY: [Sampler; 10] =
+        [Self::Ddim, Self::Ddpm, Self::KDpmpp2m, Self::KDpmpp2sAncestral, Self::KDpm2, Self::KDpm2Ancestral, Self::KEuler, Self::KEulerAncestral, Self::KHeun, Self::KLms];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
@@ -86,11 +76,7 @@ impl FromStr for Sampler {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, ()> {
-        Self::STABILITY
-            .into_iter()
-            .chain([Self::FlowEuler])
-            .find(|x| x.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or(())
+        Self::STABILITY.into_iter().chain([Self::FlowEuler]).find(|x| x.as_str().eq_ignore_ascii_case(s.trim())).ok_or(())
     }
 }
 

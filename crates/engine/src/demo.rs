@@ -97,10 +97,7 @@ impl DemoBackend {
         let requested = job.spec.size;
         let mut parts = Vec::new();
         if job.spec.model != self.demo.id {
-            parts.push(format!(
-                "drawn by {DEMO_MODEL}, the small demo model shipped with imagegate, standing in for {} (no working backend for it here)",
-                job.spec.model
-            ));
+            parts.push(format!("drawn by {DEMO_MODEL}, the small demo model shipped with imagegate, standing in for {} (no working backend for it here)", job.spec.model));
         }
         if drawn != requested {
             let native = self.demo.native;

@@ -63,14 +63,7 @@ impl EngineConfig {
     /// CPU defaults for a models folder: 8 GiB of weights, batches of up to
     /// 4 images within 16 GiB of activations.
     pub fn new(models_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            models_dir: models_dir.into(),
-            memory_budget_bytes: 8 << 30,
-            device: DeviceChoice::Cpu,
-            dtype: None,
-            max_batch: 4,
-            activation_budget_bytes: 16 << 30,
-        }
+        Self { models_dir: models_dir.into(), memory_budget_bytes: 8 << 30, device: DeviceChoice::Cpu, dtype: None, max_batch: 4, activation_budget_bytes: 16 << 30 }
     }
 }
 
@@ -97,13 +90,7 @@ impl Engine {
             .spawn(move || EngineThread::new(&thread_config, device, dtype).run(rx))
             .map_err(|source| EngineError::Io { path: "engine thread".into(), source })?;
         tracing::info!(models_dir = %config.models_dir.display(), ?dtype, "engine started");
-        Ok(Self {
-            tx: Mutex::new(tx),
-            models_dir: config.models_dir,
-            max_batch: config.max_batch.max(1),
-            aliases: Mutex::new(HashMap::new()),
-            thread: Mutex::new(Some(thread)),
-        })
+        Ok(Self { tx: Mutex::new(tx), models_dir: config.models_dir, max_batch: config.max_batch.max(1), aliases: Mutex::new(HashMap::new()), thread: Mutex::new(Some(thread)) })
     }
 
     /// The models folder.
@@ -153,7 +140,13 @@ impl Engine {
     }
 
     /// Sends one model's jobs to the engine thread and awaits the reply.
-    async fn send(&self, model: &str, jobs: Vec<Job>, progress: &ProgressSink, cancel: &CancelFlag) -> std::result::Result<Vec<std::result::Result<Generation, BackendError>>, BackendError> {
+    async fn send(
+        &self,
+        model: &str,
+        jobs: Vec<Job>,
+        progress: &ProgressSink,
+        cancel: &CancelFlag,
+    ) -> std::result::Result<Vec<std::result::Result<Generation, BackendError>>, BackendError> {
         let folder = self.folder_for(model);
         let (reply, rx) = tokio::sync::oneshot::channel();
         let cmd = GenerateCommand { folder, jobs, progress: progress.clone(), cancel: cancel.clone(), reply };

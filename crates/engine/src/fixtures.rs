@@ -258,10 +258,7 @@ fn write_tokenizer(dir: &Path, pad_token: &str) -> Result<usize> {
     let tok = build_clip_tokenizer(&dir.join("vocab.json"), &merges_path)?;
     let json_path = dir.join("tokenizer.json");
     tok.save(&json_path, true).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
-    write_json(
-        &dir.join("tokenizer_config.json"),
-        &json!({ "bos_token": BOS, "eos_token": EOS, "pad_token": pad_token, "unk_token": EOS, "model_max_length": 77 }),
-    )?;
+    write_json(&dir.join("tokenizer_config.json"), &json!({ "bos_token": BOS, "eos_token": EOS, "pad_token": pad_token, "unk_token": EOS, "model_max_length": 77 }))?;
     Ok(vocab.len())
 }
 

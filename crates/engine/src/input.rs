@@ -51,9 +51,7 @@ fn decode_image(source: &str, field: &'static str) -> Result<image::DynamicImage
         Some(rest) => rest.split_once(',').map(|(_, data)| data).ok_or_else(|| EngineError::invalid(field, "malformed data URI"))?,
         None => s,
     };
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map_err(|e| EngineError::invalid(field, format!("not valid base64: {e}")))?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|e| EngineError::invalid(field, format!("not valid base64: {e}")))?;
     image::load_from_memory(&bytes).map_err(|e| EngineError::invalid(field, format!("not a PNG, JPEG or WebP image: {e}")))
 }
 

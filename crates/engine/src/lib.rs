@@ -10,9 +10,9 @@ pub mod checkpoint;
 pub mod demo;
 pub mod engine;
 pub mod error;
-pub mod input;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
+pub mod input;
 pub mod loader;
 pub mod lora;
 pub mod models;

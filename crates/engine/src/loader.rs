@@ -52,12 +52,7 @@ impl PipelineKind {
     fn components(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Self::StableDiffusion => &[("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model")],
-            Self::StableDiffusionXl => &[
-                ("unet", "diffusion_pytorch_model"),
-                ("vae", "diffusion_pytorch_model"),
-                ("text_encoder", "model"),
-                ("text_encoder_2", "model"),
-            ],
+            Self::StableDiffusionXl => &[("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model"), ("text_encoder_2", "model")],
             Self::Flux => &[("transformer", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model"), ("text_encoder_2", "model")],
             Self::StableDiffusion3 => &[
                 ("transformer", "diffusion_pytorch_model"),

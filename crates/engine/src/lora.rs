@@ -97,7 +97,10 @@ pub fn check_components(loras: &[LoraRef], allowed: &[Component]) -> Result<()> 
             if let Some((ci, ..)) = parse_key(&key)
                 && !allowed.iter().any(|a| a.diffusers == ALL[ci].diffusers)
             {
-                return Err(EngineError::invalid("loras", format!("{}: `{key}` is for a {} this model does not have", lora.path.display(), ALL[ci].diffusers.trim_end_matches('.'))));
+                return Err(EngineError::invalid(
+                    "loras",
+                    format!("{}: `{key}` is for a {} this model does not have", lora.path.display(), ALL[ci].diffusers.trim_end_matches('.')),
+                ));
             }
         }
     }

@@ -4,8 +4,8 @@
 
 pub mod attention;
 pub mod clip;
-pub mod conv;
 pub mod configs;
+pub mod conv;
 pub mod mmdit;
 pub mod resnet;
 pub mod simd;

@@ -145,10 +145,7 @@ mod tests {
 
     #[test]
     fn a1111_text_has_prompt_negative_and_settings() {
-        assert_eq!(
-            params().to_a1111(),
-            "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 42, Size: 4x2, Model: tiny"
-        );
+        assert_eq!(params().to_a1111(), "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 42, Size: 4x2, Model: tiny");
     }
 
     #[test]

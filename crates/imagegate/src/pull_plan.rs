@@ -36,10 +36,7 @@ pub struct PipelinePlan {
 /// with a `[library, class]` whose class is set).
 pub fn used_components(model_index: &serde_json::Value) -> Vec<String> {
     let Some(obj) = model_index.as_object() else { return Vec::new() };
-    obj.iter()
-        .filter(|(name, v)| !name.starts_with('_') && USED.contains(&name.as_str()) && v.get(1).is_some_and(|c| !c.is_null()))
-        .map(|(name, _)| name.clone())
-        .collect()
+    obj.iter().filter(|(name, v)| !name.starts_with('_') && USED.contains(&name.as_str()) && v.get(1).is_some_and(|c| !c.is_null())).map(|(name, _)| name.clone()).collect()
 }
 
 /// The files to fetch for `components` of a diffusers pipeline repo; an
@@ -216,7 +213,10 @@ mod tests {
     #[test]
     fn shards_come_from_the_index_beside_it() {
         let index = json!({"metadata": {"total_size": 3}, "weight_map": {"a.weight": "model-00001-of-00002.safetensors", "b.weight": "model-00002-of-00002.safetensors", "c.bias": "model-00001-of-00002.safetensors"}});
-        assert_eq!(shards_of("text_encoder_2/model.safetensors.index.json", &index).unwrap(), ["text_encoder_2/model-00001-of-00002.safetensors", "text_encoder_2/model-00002-of-00002.safetensors"]);
+        assert_eq!(
+            shards_of("text_encoder_2/model.safetensors.index.json", &index).unwrap(),
+            ["text_encoder_2/model-00001-of-00002.safetensors", "text_encoder_2/model-00002-of-00002.safetensors"]
+        );
         let evil = json!({"weight_map": {"a": "../../etc/passwd"}});
         assert!(shards_of("unet/x.index.json", &evil).is_err(), "a shard must stay in its folder");
     }

@@ -70,18 +70,16 @@ impl Db {
             let file = !url.contains(":memory:");
             let opts = |n: u32, writer: bool| {
                 let pragmas = if writer && file { "PRAGMA wal_autocheckpoint = 0;" } else { "" };
-                AnyPoolOptions::new()
-                    .max_connections(n)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .test_before_acquire(false)
-                    .after_connect(move |conn, _| {
-                        Box::pin(async move {
-                            use sqlx::Executor;
-                            let sql = format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; {pragmas}");
-                            conn.execute(sqlx::AssertSqlSafe(sql)).await?;
-                            Ok(())
-                        })
+                AnyPoolOptions::new().max_connections(n).acquire_timeout(Duration::from_secs(30)).test_before_acquire(false).after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        use sqlx::Executor;
+                        let sql = format!(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; {pragmas}"
+                        );
+                        conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                        Ok(())
                     })
+                })
             };
             let write = opts(1, true).connect(url).await?;
             let read = if file { opts(8, false).connect(url).await? } else { write.clone() };
@@ -128,11 +126,7 @@ impl Db {
         if let Some(v) = self.setting(name).await? {
             return Ok(v);
         }
-        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(make())
-            .execute(&self.write)
-            .await?;
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING").bind(name).bind(make()).execute(&self.write).await?;
         use sqlx::Row;
         let row = sqlx::query("SELECT value FROM settings WHERE name = $1").bind(name).fetch_one(&self.write).await?;
         Ok(row.get::<String, _>(0))

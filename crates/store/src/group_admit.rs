@@ -122,10 +122,7 @@ async fn write_group(db: &Db, rows: &[&Row]) -> Result<Vec<Result<bool, StoreErr
     }
     // The holds, in arrival order and as a set (`Db::place_holds`): a row
     // whose hold fails is not written, and takes no part in the starts.
-    let holds: Vec<HoldRequest<'_>> = rows
-        .iter()
-        .filter_map(|r| r.new.hold.map(|amount| HoldRequest { account: &r.new.account_id, task_id: &r.id, amount, now: r.now }))
-        .collect();
+    let holds: Vec<HoldRequest<'_>> = rows.iter().filter_map(|r| r.new.hold.map(|amount| HoldRequest { account: &r.new.account_id, task_id: &r.id, amount, now: r.now })).collect();
     let mut held = db.place_holds(&mut tx, &holds).await?.into_iter();
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut written = Vec::with_capacity(rows.len());

@@ -12,11 +12,7 @@ impl Db {
     /// `key`, if any. Keys are per account: another account's record with
     /// the same key is never returned.
     pub async fn task_id_for_key(&self, account_id: &str, key: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT task_id FROM idempotency WHERE account_id = $1 AND idem_key = $2")
-            .bind(account_id)
-            .bind(key)
-            .fetch_optional(&self.read)
-            .await?;
+        let row = sqlx::query("SELECT task_id FROM idempotency WHERE account_id = $1 AND idem_key = $2").bind(account_id).bind(key).fetch_optional(&self.read).await?;
         Ok(row.map(|r| r.try_get("task_id")).transpose()?)
     }
 }

@@ -191,12 +191,10 @@ impl Db {
 
     /// Keys, optionally of one account, oldest first.
     pub async fn list_keys(&self, account_id: Option<&str>) -> Result<Vec<ApiKey>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, account_id, name, key_hint, created_at, revoked_at FROM api_keys WHERE $1 IS NULL OR account_id = $1 ORDER BY created_at",
-        )
-        .bind(account_id)
-        .fetch_all(&self.read)
-        .await?;
+        let rows = sqlx::query("SELECT id, account_id, name, key_hint, created_at, revoked_at FROM api_keys WHERE $1 IS NULL OR account_id = $1 ORDER BY created_at")
+            .bind(account_id)
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(key_from).collect()
     }
 

@@ -25,10 +25,10 @@ use crate::error::StoreError;
 use crate::params::Params;
 use crate::{new_id, now_ms};
 
-pub use holds::{Hold, HoldState};
 pub(crate) use holds::HoldRequest;
-pub use settle::Settlement;
+pub use holds::{Hold, HoldState};
 pub(crate) use settle::Settle;
+pub use settle::Settlement;
 
 /// What an account can spend now, in milli-credits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -228,10 +228,8 @@ impl Db {
         .fetch_one(&self.read)
         .await?;
         let available: i64 = row.try_get(0)?;
-        let row = sqlx::query("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_holds WHERE account_id = $1 AND state = 'held'")
-            .bind(account)
-            .fetch_one(&self.read)
-            .await?;
+        let row =
+            sqlx::query("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM credit_holds WHERE account_id = $1 AND state = 'held'").bind(account).fetch_one(&self.read).await?;
         let held: i64 = row.try_get(0)?;
         let row = sqlx::query(
             "SELECT expires_at, CAST(SUM(remaining) AS BIGINT) AS amount FROM credit_grants \
@@ -279,10 +277,7 @@ impl Db {
     /// Credits remaining in each of an account's grants, expired ones
     /// included until written off: `(grant id, remaining, expires_at)`.
     pub async fn grants(&self, account: &str) -> Result<Vec<(String, i64, Option<i64>)>, StoreError> {
-        let rows = sqlx::query("SELECT id, remaining, expires_at FROM credit_grants WHERE account_id = $1 ORDER BY id")
-            .bind(account)
-            .fetch_all(&self.read)
-            .await?;
+        let rows = sqlx::query("SELECT id, remaining, expires_at FROM credit_grants WHERE account_id = $1 ORDER BY id").bind(account).fetch_all(&self.read).await?;
         rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("remaining")?, r.try_get("expires_at")?))).collect()
     }
 }

@@ -8,8 +8,8 @@
 use imagegate_core::task::TaskResult;
 use imagegate_core::{TaskSpec, TaskState, TaskView};
 // Queries built with format! only splice in compile-time constants; values are always bound.
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::db::{Db, DbKind};
 use crate::error::StoreError;
@@ -160,11 +160,8 @@ impl Db {
         }
         let mut tx = self.write.begin().await?;
         if let Some((key, body_hash)) = &new.idempotency {
-            let row = sqlx::query("SELECT body_hash, task_id FROM idempotency WHERE account_id = $1 AND idem_key = $2")
-                .bind(&new.account_id)
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let row =
+                sqlx::query("SELECT body_hash, task_id FROM idempotency WHERE account_id = $1 AND idem_key = $2").bind(&new.account_id).bind(key).fetch_optional(&mut *tx).await?;
             if let Some(row) = row {
                 let stored: String = row.try_get("body_hash")?;
                 let task_id: String = row.try_get("task_id")?;

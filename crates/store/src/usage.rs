@@ -125,12 +125,7 @@ impl Db {
              WHERE t.account_id = $1 AND t.created_at >= $2 AND t.created_at < $3 \
              GROUP BY t.created_at / {DAY_MS}, t.model, t.key_id"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(account)
-            .bind(from.start_ms())
-            .bind(Day(to.0.saturating_add(1)).start_ms())
-            .fetch_all(&self.read)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(account).bind(from.start_ms()).bind(Day(to.0.saturating_add(1)).start_ms()).fetch_all(&self.read).await?;
         let mut out = rows
             .iter()
             .map(|r| {

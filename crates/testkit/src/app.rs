@@ -39,7 +39,17 @@ pub struct TestAppOptions {
 impl Default for TestAppOptions {
     fn default() -> Self {
         let queue = QueueConfig { poll_ms: 100, sweep_secs: 0.5, ..QueueConfig::default() };
-        Self { backends: vec![SyntheticBackend::instant()], api: ApiConfig::default(), queue, postgres: false, url_ttl: Duration::from_secs(3600), workflows: None, catalog: None, routing: RoutingPolicy::default(), plans: None }
+        Self {
+            backends: vec![SyntheticBackend::instant()],
+            api: ApiConfig::default(),
+            queue,
+            postgres: false,
+            url_ttl: Duration::from_secs(3600),
+            workflows: None,
+            catalog: None,
+            routing: RoutingPolicy::default(),
+            plans: None,
+        }
     }
 }
 

@@ -16,14 +16,8 @@ use crate::app::TestAppOptions;
 
 /// Catalog ids (see `core/src/catalog/default.toml`) that the tiny models
 /// serve, and the family each imitates.
-pub const TINY_MODEL_IDS: [&str; 6] = [
-    "stable-diffusion-v1-6",
-    "stable-diffusion-xl-beta-v2-2-2",
-    "stable-diffusion-xl-1024-v1-0",
-    "FLUX.1-schnell",
-    "FLUX.1-dev",
-    "stable-diffusion-3-5-large",
-];
+pub const TINY_MODEL_IDS: [&str; 6] =
+    ["stable-diffusion-v1-6", "stable-diffusion-xl-beta-v2-2-2", "stable-diffusion-xl-1024-v1-0", "FLUX.1-schnell", "FLUX.1-dev", "stable-diffusion-3-5-large"];
 
 fn write_model(dir: &Path, id: &str) -> imagegate_engine::Result<()> {
     let folder = dir.join(id);

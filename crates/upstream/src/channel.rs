@@ -208,10 +208,9 @@ impl Channel {
     /// Runs one task on this channel: the adapter under the channel timeout,
     /// then result downloads, then header checks of every image.
     pub async fn call(&self, spec: &TaskSpec, cancel: &CancelFlag, poll_interval: Duration) -> Result<Generation, UpstreamError> {
-        let model = self.upstream_model(&spec.model).ok_or_else(|| UpstreamError::Invalid {
-            field: "model".into(),
-            message: format!("channel {} does not serve {}", self.name, spec.model),
-        })?;
+        let model = self
+            .upstream_model(&spec.model)
+            .ok_or_else(|| UpstreamError::Invalid { field: "model".into(), message: format!("channel {} does not serve {}", self.name, spec.model) })?;
         let accepted = OnceLock::new();
         let call = Call { http: &self.http, base_url: &self.base_url, key: self.key.as_ref(), model, spec, cancel, poll_interval, accepted: &accepted };
         let work = async {

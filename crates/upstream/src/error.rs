@@ -97,16 +97,7 @@ impl UpstreamError {
     /// Whether another channel may be tried: only for failures that say
     /// this channel is unwell, and never once the provider took the job.
     pub fn fails_over(&self) -> bool {
-        matches!(
-            self,
-            Self::RateLimited { .. }
-                | Self::Server { .. }
-                | Self::Timeout(_)
-                | Self::Connect(_)
-                | Self::Auth { .. }
-                | Self::NotServed { .. }
-                | Self::BadResponse(_)
-        )
+        matches!(self, Self::RateLimited { .. } | Self::Server { .. } | Self::Timeout(_) | Self::Connect(_) | Self::Auth { .. } | Self::NotServed { .. } | Self::BadResponse(_))
     }
 
     /// Whether this failure counts against the channel's breaker.

@@ -113,9 +113,7 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// The provider's request id from the usual response headers, when it sends one.
 pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
-    ["x-request-id", "request-id", "x-tt-logid", "x-acs-request-id"]
-        .iter()
-        .find_map(|h| headers.get(*h)?.to_str().ok().filter(|v| !v.is_empty()).map(str::to_string))
+    ["x-request-id", "request-id", "x-tt-logid", "x-acs-request-id"].iter().find_map(|h| headers.get(*h)?.to_str().ok().filter(|v| !v.is_empty()).map(str::to_string))
 }
 
 /// Reads a 2xx JSON body into `T`.
@@ -220,7 +218,10 @@ mod tests {
         assert!(matches!(classify(StatusCode::UNAUTHORIZED, "", None), UpstreamError::Auth { .. }));
         assert!(matches!(classify(StatusCode::UNPROCESSABLE_ENTITY, "", None), UpstreamError::Rejected { .. }));
         assert!(matches!(classify(StatusCode::NOT_FOUND, "", None), UpstreamError::NotServed { .. }));
-        assert!(matches!(classify(StatusCode::FORBIDDEN, r#"{"name":"content_moderation","errors":["Your request was flagged by our content moderation system"]}"#, None), UpstreamError::Moderated(_)));
+        assert!(matches!(
+            classify(StatusCode::FORBIDDEN, r#"{"name":"content_moderation","errors":["Your request was flagged by our content moderation system"]}"#, None),
+            UpstreamError::Moderated(_)
+        ));
     }
 
     #[test]

@@ -200,12 +200,7 @@ impl Call<'_> {
     /// The reference image, if the task has one: the spec's init image, else
     /// a family field a dialect passed through (`refer_image`, `input_image`, `image`).
     pub fn init_image(&self) -> Option<String> {
-        self.spec
-            .init_image
-            .as_ref()
-            .map(|i| i.source.clone())
-            .filter(|s| !s.is_empty())
-            .or_else(|| self.extra_str(&["refer_image", "input_image", "image"]))
+        self.spec.init_image.as_ref().map(|i| i.source.clone()).filter(|s| !s.is_empty()).or_else(|| self.extra_str(&["refer_image", "input_image", "image"]))
     }
 }
 

@@ -10,8 +10,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use imagegate_core::{Backend, BackendError, CancelFlag, Catalog, Generation, ModelEntry, Progress, ProgressSink};
 use imagegate_core::backend::Job;
+use imagegate_core::{Backend, BackendError, CancelFlag, Catalog, Generation, ModelEntry, Progress, ProgressSink};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -177,8 +177,7 @@ impl Backend for UpstreamBackend {
         if serving.is_empty() {
             return Err(BackendError::Unavailable(format!("no upstream channel serves {}", spec.model)));
         }
-        let candidates: Vec<Candidate> =
-            serving.iter().map(|&i| Candidate { index: i, priority: self.channels[i].priority, weight: self.channels[i].weight }).collect();
+        let candidates: Vec<Candidate> = serving.iter().map(|&i| Candidate { index: i, priority: self.channels[i].priority, weight: self.channels[i].weight }).collect();
         let order = {
             // the lock only guards the RNG state; a poisoned one is still a fine RNG
             let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());

@@ -15,8 +15,8 @@ use serde_json::{Map, Value, json};
 use crate::admission::Admit;
 use crate::auth::authenticate_x_key;
 use crate::body::{parse_json, read_body};
-use crate::dialects::predictions::input::PredictionInput;
 use crate::dialects::openai::quote_json;
+use crate::dialects::predictions::input::PredictionInput;
 use crate::dialects::shared::{is_dry_run, public_base, submit};
 use crate::state::AppState;
 
@@ -66,7 +66,13 @@ pub fn bfl_status(task: &TaskView) -> &'static str {
 /// `POST /v1/{model}` for one of [`BFL_MODELS`]: queue and answer at once.
 /// (Documented once as `/v1/flux-pro-1.1`; the OpenAPI modifier copies it to every BFL model route.)
 #[utoipa::path(post, path = "/v1/flux-pro-1.1", tag = "bfl", request_body = PredictionInput, security(("x-key" = []), ("bearer" = [])), responses((status = 200, description = "id and polling_url"), (status = 400, description = "Invalid field"), (status = 401, description = "Missing or unknown key")))]
-pub async fn create_generation(model_name: &'static str, state: AppState, query: Option<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, BflError> {
+pub async fn create_generation(
+    model_name: &'static str,
+    state: AppState,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, BflError> {
     let caller = authenticate_x_key(&state, &headers).await?;
     let model = state.catalog.require(model_name)?;
     let mut fields: Map<String, Value> = parse_json(&read_body(body)?)?;

@@ -7,8 +7,8 @@ pub mod request;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use imagegate_core::AppError;

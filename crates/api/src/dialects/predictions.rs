@@ -7,10 +7,10 @@
 pub mod input;
 
 use axum::Json;
-use axum::response::{IntoResponse, Response};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use imagegate_core::AppError;
 use serde_json::json;

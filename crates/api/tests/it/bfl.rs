@@ -75,7 +75,8 @@ async fn every_bfl_model_route_resolves_to_a_catalog_model_with_a_price() {
         assert_eq!(quote["credits"], credits, "{route}: {quote}");
     }
     // flux-dev is the local FLUX.1-dev, priced per megapixel-step.
-    let resp = app.client.post(app.url("/v1/flux-dev?dry_run=true")).header("x-key", &app.admin_key).json(&json!({"prompt": "x", "width": 1024, "height": 1024})).send().await.unwrap();
+    let resp =
+        app.client.post(app.url("/v1/flux-dev?dry_run=true")).header("x-key", &app.admin_key).json(&json!({"prompt": "x", "width": 1024, "height": 1024})).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["credits"], 11.0);
 }

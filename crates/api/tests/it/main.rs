@@ -2,8 +2,8 @@
 //! only. Folders mirror the routes.
 
 mod admin;
-mod billing;
 mod bfl;
+mod billing;
 mod enhance;
 mod files;
 mod health;

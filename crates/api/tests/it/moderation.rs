@@ -76,7 +76,12 @@ async fn a_synchronous_route_answers_400_content_moderated() {
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["code"], "content_moderated", "{err}");
-    let resp = app.post_json("/session/publish", &json!({"title": "Image generation", "imageCount": 1, "imagePath": "m", "taskID": "mod-1", "data": {"parameters": {"imageRatio": "1:1", "promptText": "forbidden"}}})).await;
+    let resp = app
+        .post_json(
+            "/session/publish",
+            &json!({"title": "Image generation", "imageCount": 1, "imagePath": "m", "taskID": "mod-1", "data": {"parameters": {"imageRatio": "1:1", "promptText": "forbidden"}}}),
+        )
+        .await;
     assert_eq!(resp.status(), 400);
     let got: Value = app.get("/session/mod-1").await.json().await.unwrap();
     assert_eq!(got["status"], "Content Moderated", "{got}");

@@ -18,7 +18,10 @@ fn seed_002_sync_examples() -> Vec<(&'static str, Value)> {
         ("google/imagen-4.0-fast-generate-001", json!({"prompt": DEER, "numberOfImages": 1})),
         ("imagen-4.0-ultra-generate-001", json!({"prompt": DEER})),
         ("qianfan/qwen-image", json!({"prompt": "A beautiful sunset over a calm ocean", "refer_image": "", "n": 1, "size": "1024x1024", "guidance": 7.5, "watermark": false})),
-        ("doubao/doubao-seedream-4-0-250828", json!({"prompt": "星际穿越,黑洞,黑洞里冲出一辆快支离破碎的复古列车", "size": "2K", "sequential_image_generation": "disabled", "stream": false, "response_format": "url", "watermark": true})),
+        (
+            "doubao/doubao-seedream-4-0-250828",
+            json!({"prompt": "星际穿越,黑洞,黑洞里冲出一辆快支离破碎的复古列车", "size": "2K", "sequential_image_generation": "disabled", "stream": false, "response_format": "url", "watermark": true}),
+        ),
         ("ideogram/V3", json!({"prompt": format!("{DEER}, in the style of Pixar 3D"), "rendering_speed": "QUALITY", "aspect_ratio": "2x1"})),
         ("stability/Stable-Diffusion-3-5-Large", json!({"prompt": DEER, "n": 1})),
         ("qianfan/irag-1.0", json!({"prompt": "A beautiful sunset over a calm ocean", "refer_image": "", "n": 1, "size": "1024x1024", "guidance": 7.5, "watermark": false})),

@@ -7,8 +7,8 @@
 //! between a local backend and the channels; a synchronous relayed request
 //! starts at once instead of waiting for a worker loop.
 
-mod failover;
 mod direct;
+mod failover;
 mod harness;
 mod routing;
 mod seeds;

@@ -3,8 +3,8 @@
 //! LoRAs and image-to-image strength) are grouped in job order, and groups
 //! are cut to the batch limit.
 
-use imagegate_core::{LoraSpec, Sampler};
 use imagegate_core::backend::Job;
+use imagegate_core::{LoraSpec, Sampler};
 
 use crate::error::EngineError;
 use crate::input::{InitPixels, decode_init_image, decode_mask, has_mask};

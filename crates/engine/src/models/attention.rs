@@ -59,15 +59,7 @@ impl CustomOp3 for Fused {
         "fused-attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
         let (q, k, v) = (simd::f32_data(s1, l1, name)?, simd::f32_data(s2, l2, name)?, simd::f32_data(s3, l3, name)?);
         let (b, sq, width) = l1.shape().dims3()?;
@@ -109,30 +101,11 @@ impl CustomOp3 for Fused {
 /// The pointers must cover `rows` (q, o) and `sk` (k, v) rows of `stride`
 /// floats from the given column, with `d` columns each.
 #[allow(clippy::too_many_arguments)]
-unsafe fn block_attention(
-    q: *const f32,
-    k: *const f32,
-    v: *const f32,
-    o: *mut f32,
-    rows: usize,
-    sk: usize,
-    d: usize,
-    stride: usize,
-    scale: f32,
-    scores: &mut [f32],
-) {
+unsafe fn block_attention(q: *const f32, k: *const f32, v: *const f32, o: *mut f32, rows: usize, sk: usize, d: usize, stride: usize, scale: f32, scores: &mut [f32]) {
     let stride = stride as isize;
     // scores[rows × sk] = scale · q[rows × d] · kᵀ[d × sk]
     unsafe {
-        gemm::gemm(
-            rows, sk, d,
-            scores.as_mut_ptr(), 1, sk as isize, false,
-            q, 1, stride,
-            k, stride, 1,
-            0.0, scale,
-            false, false, false,
-            gemm::Parallelism::None,
-        );
+        gemm::gemm(rows, sk, d, scores.as_mut_ptr(), 1, sk as isize, false, q, 1, stride, k, stride, 1, 0.0, scale, false, false, false, gemm::Parallelism::None);
     }
     let mut sums = [0f32; BLOCK_ROWS];
     for (row, sum) in scores.chunks_exact_mut(sk).take(rows).zip(sums.iter_mut()) {
@@ -140,15 +113,7 @@ unsafe fn block_attention(
     }
     // o[rows × d] = p[rows × sk] · v[sk × d], then each row over its sum.
     unsafe {
-        gemm::gemm(
-            rows, d, sk,
-            o, 1, stride, false,
-            scores.as_ptr(), 1, sk as isize,
-            v, 1, stride,
-            0.0, 1.0,
-            false, false, false,
-            gemm::Parallelism::None,
-        );
+        gemm::gemm(rows, d, sk, o, 1, stride, false, scores.as_ptr(), 1, sk as isize, v, 1, stride, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
         for (r, sum) in sums.iter().take(rows).enumerate() {
             let row = std::slice::from_raw_parts_mut(o.offset(r as isize * stride), d);
             let inv = 1.0 / sum;

@@ -37,12 +37,7 @@ pub struct Conv2d {
 impl Conv2d {
     /// `[out, in, k, k]` weights and `[out]` bias from `vb`.
     pub fn new(vb: VarBuilder, in_ch: usize, out_ch: usize, kernel: usize, stride: usize, padding: usize) -> Result<Self> {
-        Ok(Self {
-            weight: vb.get((out_ch, in_ch, kernel, kernel), "weight")?,
-            bias: Some(vb.get(out_ch, "bias")?),
-            stride,
-            padding,
-        })
+        Ok(Self { weight: vb.get((out_ch, in_ch, kernel, kernel), "weight")?, bias: Some(vb.get(out_ch, "bias")?), stride, padding })
     }
 }
 
@@ -85,15 +80,7 @@ impl CustomOp3 for ConvOp {
         "conv2d-f32-bias"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
         let (x, w) = (f32_data(s1, l1, "conv2d")?, f32_data(s2, l2, "conv2d")?);
         self.run(x, l1.shape(), w, l2.shape(), Some(f32_data(s3, l3, "conv2d")?))
     }
@@ -129,16 +116,7 @@ impl ConvOp {
         if height + 2 * p < kernel || width + 2 * p < kernel || s == 0 {
             bail!("conv2d: kernel {kernel} does not fit input {height}×{width} with padding {p}");
         }
-        let g = Geometry {
-            channels,
-            height,
-            width,
-            kernel,
-            stride: s,
-            padding: p,
-            out_height: (height + 2 * p - kernel) / s + 1,
-            out_width: (width + 2 * p - kernel) / s + 1,
-        };
+        let g = Geometry { channels, height, width, kernel, stride: s, padding: p, out_height: (height + 2 * p - kernel) / s + 1, out_width: (width + 2 * p - kernel) / s + 1 };
         let plane = g.out_height * g.out_width;
         let total = batch * out_ch * plane;
         let mut out: Vec<f32> = Vec::with_capacity(total);
@@ -193,15 +171,7 @@ impl ConvOp {
 #[allow(clippy::too_many_arguments)]
 unsafe fn product(dst: *mut f32, dst_rs: usize, lhs: &[f32], lhs_rs: usize, rhs: *const f32, rhs_rs: usize, m: usize, n: usize, k: usize) {
     unsafe {
-        gemm::gemm(
-            m, n, k,
-            dst, 1, dst_rs as isize, false,
-            lhs.as_ptr(), 1, lhs_rs as isize,
-            rhs, 1, rhs_rs as isize,
-            0.0, 1.0,
-            false, false, false,
-            gemm::Parallelism::None,
-        );
+        gemm::gemm(m, n, k, dst, 1, dst_rs as isize, false, lhs.as_ptr(), 1, lhs_rs as isize, rhs, 1, rhs_rs as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
     }
 }
 
@@ -255,14 +225,9 @@ mod tests {
     #[test]
     fn matches_candles_conv() {
         let dev = Device::Cpu;
-        for (b, c, h, w, o, k, s, p) in [
-            (2, 5, 9, 7, 6, 3, 1, 1),
-            (1, 3, 8, 8, 4, 3, 2, 1),
-            (2, 4, 7, 9, 3, 3, 2, 0),
-            (2, 6, 5, 5, 7, 1, 1, 0),
-            (1, 2, 40, 300, 3, 3, 1, 1),
-            (1, 3, 6, 6, 2, 4, 1, 2),
-        ] {
+        for (b, c, h, w, o, k, s, p) in
+            [(2, 5, 9, 7, 6, 3, 1, 1), (1, 3, 8, 8, 4, 3, 2, 1), (2, 4, 7, 9, 3, 3, 2, 0), (2, 6, 5, 5, 7, 1, 1, 0), (1, 2, 40, 300, 3, 3, 1, 1), (1, 3, 6, 6, 2, 4, 1, 2)]
+        {
             let x = Tensor::randn(0f32, 1.0, (b, c, h, w), &dev).unwrap();
             let weight = Tensor::randn(0f32, 1.0, (o, c, k, k), &dev).unwrap();
             let bias = Tensor::randn(0f32, 1.0, o, &dev).unwrap();

@@ -54,15 +54,7 @@ impl CustomOp3 for GroupNormOp {
         "group-norm-f32"
     }
 
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
         let name = self.name();
         let (x, gamma, beta) = (simd::f32_data(s1, l1, name)?, simd::f32_data(s2, l2, name)?, simd::f32_data(s3, l3, name)?);
         let dims = l1.shape().dims();
@@ -111,11 +103,7 @@ pub struct ResnetConfig {
 impl ResnetBlock {
     pub fn new(vb: VarBuilder, in_channels: usize, cfg: ResnetConfig) -> Result<Self> {
         let out = cfg.out_channels;
-        let conv_shortcut = if in_channels != out {
-            Some(Conv2d::new(vb.pp("conv_shortcut"), in_channels, out, 1, 1, 0)?)
-        } else {
-            None
-        };
+        let conv_shortcut = if in_channels != out { Some(Conv2d::new(vb.pp("conv_shortcut"), in_channels, out, 1, 1, 0)?) } else { None };
         Ok(Self {
             norm1: GroupNorm::new(vb.pp("norm1"), cfg.groups, in_channels, cfg.eps)?,
             conv1: Conv2d::new(vb.pp("conv1"), in_channels, out, 3, 1, 1)?,

@@ -136,15 +136,8 @@ impl Transformer2D {
                 Projection::Conv(Conv2d::new(vb.pp(name), channels, channels, 1, 1, 0)?)
             })
         };
-        let blocks = (0..cfg.depth)
-            .map(|i| Block::new(vb.pp("transformer_blocks").pp(i), channels, &cfg))
-            .collect::<Result<_>>()?;
-        Ok(Self {
-            norm: GroupNorm::new(vb.pp("norm"), cfg.groups, channels, 1e-6)?,
-            proj_in: projection("proj_in")?,
-            blocks,
-            proj_out: projection("proj_out")?,
-        })
+        let blocks = (0..cfg.depth).map(|i| Block::new(vb.pp("transformer_blocks").pp(i), channels, &cfg)).collect::<Result<_>>()?;
+        Ok(Self { norm: GroupNorm::new(vb.pp("norm"), cfg.groups, channels, 1e-6)?, proj_in: projection("proj_in")?, blocks, proj_out: projection("proj_out")? })
     }
 
     pub fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {

@@ -59,13 +59,11 @@ impl UNet {
         let added = match file.addition_embed_type.as_deref() {
             None => None,
             Some("text_time") => {
-                let (dim, input) = file.addition_time_embed_dim.zip(file.projection_class_embeddings_input_dim).ok_or_else(|| {
-                    EngineError::bad_model("unet/config.json", "text_time needs addition_time_embed_dim and projection_class_embeddings_input_dim")
-                })?;
-                Some(AddedCond {
-                    time_proj: Timesteps::new(dim, cfg.flip_sin_to_cos, cfg.freq_shift),
-                    embedding: TimestepEmbedding::new(vb.pp("add_embedding"), input, temb)?,
-                })
+                let (dim, input) = file
+                    .addition_time_embed_dim
+                    .zip(file.projection_class_embeddings_input_dim)
+                    .ok_or_else(|| EngineError::bad_model("unet/config.json", "text_time needs addition_time_embed_dim and projection_class_embeddings_input_dim"))?;
+                Some(AddedCond { time_proj: Timesteps::new(dim, cfg.flip_sin_to_cos, cfg.freq_shift), embedding: TimestepEmbedding::new(vb.pp("add_embedding"), input, temb)? })
             }
             Some(other) => return Err(EngineError::bad_model("unet/config.json", format!("addition_embed_type `{other}` is not supported"))),
         };

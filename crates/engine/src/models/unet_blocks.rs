@@ -47,24 +47,12 @@ pub struct BlockConfig {
 
 impl BlockConfig {
     fn resnet(&self, out_channels: usize) -> ResnetConfig {
-        ResnetConfig {
-            out_channels,
-            temb_channels: self.temb,
-            groups: self.groups,
-            eps: self.eps,
-            output_scale_factor: 1.0,
-        }
+        ResnetConfig { out_channels, temb_channels: self.temb, groups: self.groups, eps: self.eps, output_scale_factor: 1.0 }
     }
 
     /// The transformer settings of the block's cross-attention variant.
     fn transformer(&self) -> Option<Transformer2DConfig> {
-        self.cross.map(|c| Transformer2DConfig {
-            depth: c.layers,
-            groups: self.groups,
-            heads: c.heads,
-            context_dim: c.context_dim,
-            linear_projection: c.linear_projection,
-        })
+        self.cross.map(|c| Transformer2DConfig { depth: c.layers, groups: self.groups, heads: c.heads, context_dim: c.context_dim, linear_projection: c.linear_projection })
     }
 
     /// One transformer per ResNet when the block has cross-attention.
@@ -88,44 +76,19 @@ pub struct DownBlock {
 impl DownBlock {
     /// Builds `down_blocks.{i}` from `vb`; `downsample` is `Some(padding)`
     /// for every block but the last.
-    pub fn new(
-        vb: VarBuilder,
-        in_ch: usize,
-        out_ch: usize,
-        downsample: Option<usize>,
-        cfg: BlockConfig,
-    ) -> Result<Self> {
+    pub fn new(vb: VarBuilder, in_ch: usize, out_ch: usize, downsample: Option<usize>, cfg: BlockConfig) -> Result<Self> {
         let rcfg = cfg.resnet(out_ch);
-        let resnets = (0..cfg.layers)
-            .map(|i| {
-                ResnetBlock::new(
-                    vb.pp("resnets").pp(i),
-                    if i == 0 { in_ch } else { out_ch },
-                    rcfg,
-                )
-            })
-            .collect::<Result<_>>()?;
+        let resnets = (0..cfg.layers).map(|i| ResnetBlock::new(vb.pp("resnets").pp(i), if i == 0 { in_ch } else { out_ch }, rcfg)).collect::<Result<_>>()?;
         let attentions = cfg.attentions(&vb, out_ch)?;
         let downsampler = match downsample {
-            Some(padding) => {
-                Some((Conv2d::new(vb.pp("downsamplers.0.conv"), out_ch, out_ch, 3, 2, padding)?, padding))
-            }
+            Some(padding) => Some((Conv2d::new(vb.pp("downsamplers.0.conv"), out_ch, out_ch, 3, 2, padding)?, padding)),
             None => None,
         };
-        Ok(Self {
-            resnets,
-            attentions,
-            downsampler,
-        })
+        Ok(Self { resnets, attentions, downsampler })
     }
 
     /// Returns the block's output and the states the up blocks take as skips.
-    pub fn forward(
-        &self,
-        xs: &Tensor,
-        temb: &Tensor,
-        context: &Tensor,
-    ) -> Result<(Tensor, Vec<Tensor>)> {
+    pub fn forward(&self, xs: &Tensor, temb: &Tensor, context: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
         let mut xs = xs.clone();
         let mut states = Vec::with_capacity(self.resnets.len() + 1);
         for (i, resnet) in self.resnets.iter().enumerate() {
@@ -137,15 +100,7 @@ impl DownBlock {
         }
         if let Some((conv, padding)) = &self.downsampler {
             // diffusers pads right/bottom by one when downsample_padding is 0.
-            xs = if *padding == 0 {
-                conv.forward(&xs.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(
-                    D::Minus2,
-                    0,
-                    1,
-                )?)?
-            } else {
-                conv.forward(&xs)?
-            };
+            xs = if *padding == 0 { conv.forward(&xs.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(D::Minus2, 0, 1)?)? } else { conv.forward(&xs)? };
             states.push(xs.clone());
         }
         Ok((xs, states))
@@ -164,14 +119,7 @@ pub struct UpBlock {
 impl UpBlock {
     /// Builds `up_blocks.{i}` from `vb`: `prev_ch` comes from the block below,
     /// `skip_ch` is the width of the last skip state it takes.
-    pub fn new(
-        vb: VarBuilder,
-        skip_ch: usize,
-        prev_ch: usize,
-        out_ch: usize,
-        upsample: bool,
-        cfg: BlockConfig,
-    ) -> Result<Self> {
+    pub fn new(vb: VarBuilder, skip_ch: usize, prev_ch: usize, out_ch: usize, upsample: bool, cfg: BlockConfig) -> Result<Self> {
         let rcfg = cfg.resnet(out_ch);
         let resnets = (0..cfg.layers)
             .map(|i| {
@@ -181,16 +129,8 @@ impl UpBlock {
             })
             .collect::<Result<_>>()?;
         let attentions = cfg.attentions(&vb, out_ch)?;
-        let upsampler = if upsample {
-            Some(Conv2d::new(vb.pp("upsamplers.0.conv"), out_ch, out_ch, 3, 1, 1)?)
-        } else {
-            None
-        };
-        Ok(Self {
-            resnets,
-            attentions,
-            upsampler,
-        })
+        let upsampler = if upsample { Some(Conv2d::new(vb.pp("upsamplers.0.conv"), out_ch, out_ch, 3, 1, 1)?) } else { None };
+        Ok(Self { resnets, attentions, upsampler })
     }
 
     /// How many skip states the block takes.
@@ -200,14 +140,7 @@ impl UpBlock {
 
     /// `skips` in the order the down blocks pushed them (taken last first);
     /// `size` overrides the 2× upsample (odd latent sizes).
-    pub fn forward(
-        &self,
-        xs: &Tensor,
-        skips: &[Tensor],
-        temb: &Tensor,
-        size: Option<(usize, usize)>,
-        context: &Tensor,
-    ) -> Result<Tensor> {
+    pub fn forward(&self, xs: &Tensor, skips: &[Tensor], temb: &Tensor, size: Option<(usize, usize)>, context: &Tensor) -> Result<Tensor> {
         let mut xs = xs.clone();
         for (i, resnet) in self.resnets.iter().enumerate() {
             xs = Tensor::cat(&[&xs, &skips[skips.len() - i - 1]], 1)?.contiguous()?;

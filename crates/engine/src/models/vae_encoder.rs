@@ -41,7 +41,8 @@ impl VaeEncoder {
             down.push(DownEncoderBlock2D::new(enc.pp(format!("down_blocks.{i}")), input, out, cfg)?);
         }
         let last = ch[ch.len() - 1];
-        let mid_cfg = UNetMidBlock2DConfig { resnet_eps: 1e-6, output_scale_factor: 1.0, attn_num_head_channels: None, resnet_groups: Some(file.norm_num_groups), ..Default::default() };
+        let mid_cfg =
+            UNetMidBlock2DConfig { resnet_eps: 1e-6, output_scale_factor: 1.0, attn_num_head_channels: None, resnet_groups: Some(file.norm_num_groups), ..Default::default() };
         let mid = UNetMidBlock2D::new(enc.pp("mid_block"), last, None, mid_cfg)?;
         let norm_out = candle_nn::group_norm(file.norm_num_groups, last, 1e-6, enc.pp("conv_norm_out"))?;
         let conv_out = candle_nn::conv2d(last, 2 * file.latent_channels, 3, pad1, enc.pp("conv_out"))?;

@@ -26,8 +26,8 @@ use crate::tokenize::ClipTokenizer;
 pub mod conditioning;
 mod inpaint;
 
-pub use conditioning::{Context, encode_prompt};
 use conditioning::SdDenoiser;
+pub use conditioning::{Context, encode_prompt};
 
 /// One text encoder with its tokenizer.
 struct TextEncoder {

@@ -14,10 +14,10 @@ use std::sync::Mutex;
 
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use load::{load_transformer, load_vae, mmdit_config};
 use candle_transformers::models::stable_diffusion::vae::AutoEncoderKL;
 use candle_transformers::models::t5::{self, T5EncoderModel};
 use imagegate_core::Sampler;
+use load::{load_transformer, load_vae, mmdit_config};
 
 use super::{BatchRequest, ImageRequest, blend, flow_img2img_latents, img2img_sigmas, init_latents, init_pixels, sample_posterior, split_batch};
 use crate::error::{EngineError, Result};
@@ -25,8 +25,8 @@ use crate::loader::{PipelineKind, require_complete, weight_files};
 use crate::lora::{self, LoraRef};
 use crate::models::clip::{ClipTextConfig, ClipTextEncoder};
 use crate::models::configs::{VaeFile, read_json};
-use crate::models::vae_encoder::VaeEncoder;
 use crate::models::mmdit::Mmdit;
+use crate::models::vae_encoder::VaeEncoder;
 use crate::samplers::flow_euler::{FlowShift, scheduler_flow_sigmas};
 use crate::samplers::{Denoiser, NoiseSource, SampleArgs, StepHook, sampler_for};
 use crate::tokenize::{ClipTokenizer, T5Tokenizer};

@@ -113,7 +113,15 @@ fn train_steps() -> usize {
 impl FlowShift {
     /// A constant shift.
     pub fn constant(shift: f64) -> Self {
-        Self { shift, use_dynamic_shifting: false, base_shift: half(), max_shift: max_shift(), base_image_seq_len: base_len(), max_image_seq_len: max_len(), num_train_timesteps: train_steps() }
+        Self {
+            shift,
+            use_dynamic_shifting: false,
+            base_shift: half(),
+            max_shift: max_shift(),
+            base_image_seq_len: base_len(),
+            max_image_seq_len: max_len(),
+            num_train_timesteps: train_steps(),
+        }
     }
 
     /// FLUX dev's resolution-dependent shift with diffusers' defaults.

@@ -123,9 +123,7 @@ impl NoiseSchedule {
     pub fn new(config: SchedulerConfig) -> Self {
         let n = config.num_train_timesteps.max(2);
         let betas: Vec<f64> = match config.beta_schedule {
-            BetaSchedule::ScaledLinear => {
-                linspace(config.beta_start.sqrt(), config.beta_end.sqrt(), n).into_iter().map(|b| b * b).collect()
-            }
+            BetaSchedule::ScaledLinear => linspace(config.beta_start.sqrt(), config.beta_end.sqrt(), n).into_iter().map(|b| b * b).collect(),
             BetaSchedule::Linear => linspace(config.beta_start, config.beta_end, n),
             BetaSchedule::SquaredcosCapV2 => {
                 // Floating-point division throughout (candle's version divides integers).
@@ -217,10 +215,7 @@ impl NoiseSchedule {
     /// as sigmas, then 0: the grid DDIM and DDPM step on.
     pub fn leading_sigmas(&self, steps: usize) -> Vec<f64> {
         let ratio = self.len() / steps.max(1);
-        let mut s: Vec<f64> = (0..steps)
-            .rev()
-            .map(|i| self.t_to_sigma(((i * ratio + self.config.steps_offset).min(self.len() - 1)) as f64))
-            .collect();
+        let mut s: Vec<f64> = (0..steps).rev().map(|i| self.t_to_sigma(((i * ratio + self.config.steps_offset).min(self.len() - 1)) as f64)).collect();
         s.push(0.0);
         s
     }

@@ -220,4 +220,3 @@ fn batch_items_draw_noise_from_their_own_seed() {
     let o = one.randn(&[3, 2], &Device::Cpu).unwrap();
     assert_eq!(values(&b.get(1).unwrap()), values(&o.get(0).unwrap()));
 }
-

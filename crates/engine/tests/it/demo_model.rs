@@ -87,10 +87,8 @@ fn held_out(shape: usize, colour: usize, background: usize) -> bool {
 }
 
 fn held_out_scenes() -> Vec<Scene> {
-    let combos: Vec<(usize, usize, usize)> = (0..SHAPES.len())
-        .flat_map(|s| (0..PALETTE.len()).flat_map(move |c| (0..PALETTE.len()).map(move |b| (s, c, b))))
-        .filter(|&(s, c, b)| c != b && held_out(s, c, b))
-        .collect();
+    let combos: Vec<(usize, usize, usize)> =
+        (0..SHAPES.len()).flat_map(|s| (0..PALETTE.len()).flat_map(move |c| (0..PALETTE.len()).map(move |b| (s, c, b)))).filter(|&(s, c, b)| c != b && held_out(s, c, b)).collect();
     let mut rng = StdRng::seed_from_u64(SEED);
     (0..CAPTIONS)
         .map(|_| {

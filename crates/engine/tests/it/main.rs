@@ -12,7 +12,7 @@ mod lora;
 mod parity;
 mod parity_flux;
 mod parity_inpaint;
-mod parity_sdxl;
 mod parity_sd3;
+mod parity_sdxl;
 mod sd;
 mod sd3;

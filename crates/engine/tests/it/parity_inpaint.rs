@@ -87,13 +87,7 @@ fn inpainting_matches_diffusers() {
     let pipe = SdPipeline::load(&model(), &Device::Cpu, DType::F32).expect("the diffusers folder loads");
     let mut init = decode_init_image(&file_uri("init.png"), SIDE, SIDE).unwrap();
     init.mask = Some(decode_mask(&file_uri("mask.png"), SIDE, SIDE).unwrap());
-    let item = ImageRequest {
-        prompt: vec![PromptPart { text: PROMPT.into(), weight: 1.0 }],
-        negative: Some(NEGATIVE.into()),
-        guidance: GUIDANCE,
-        seed: SEED,
-        init: Some(init),
-    };
+    let item = ImageRequest { prompt: vec![PromptPart { text: PROMPT.into(), weight: 1.0 }], negative: Some(NEGATIVE.into()), guidance: GUIDANCE, seed: SEED, init: Some(init) };
     let run = |item: ImageRequest, steps: usize| {
         let req = BatchRequest { items: vec![item], width: SIDE, height: SIDE, steps, sampler: Sampler::KEuler, spacing: Default::default(), strength: Some(1.0) };
         pipe.generate(&req, &mut |_, _| Ok(())).expect("inpainting runs").remove(0).unsqueeze(0).unwrap()
@@ -101,7 +95,9 @@ fn inpainting_matches_diffusers() {
     assert_close("inpaint image", &run(item.clone(), STEPS), &reference["image"], TOL);
     let mut other_mask = item.clone();
     other_mask.init.as_mut().unwrap().mask.as_mut().unwrap().iter_mut().for_each(|m| *m = 1 - *m);
-    for (why, other) in [("seed + 1", run(ImageRequest { seed: SEED + 1, ..item.clone() }, STEPS)), ("one step fewer", run(item.clone(), STEPS - 1)), ("the inverted mask", run(other_mask, STEPS))] {
+    for (why, other) in
+        [("seed + 1", run(ImageRequest { seed: SEED + 1, ..item.clone() }, STEPS)), ("one step fewer", run(item.clone(), STEPS - 1)), ("the inverted mask", run(other_mask, STEPS))]
+    {
         assert_discriminates(&format!("inpaint: {why}"), &other, &reference["image"]);
     }
 }

@@ -16,7 +16,6 @@ use imagegate_engine::models::configs::read_json;
 use imagegate_engine::pipelines::sd3::{Sd3Pipeline, encode_prompt};
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
 
-
 use crate::parity::{assert_close, assert_committed_latent, check_image, load_tensors, save_latent};
 
 const SEED: u64 = 1234;
@@ -39,7 +38,6 @@ fn fixtures() -> PathBuf {
 fn model() -> PathBuf {
     fixtures().join("tiny-sd3")
 }
-
 
 /// Writes the folder, the settings and `noise.safetensors` for `tools/parity/make_sd3_fixtures.py`.
 #[test]

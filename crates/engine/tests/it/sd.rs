@@ -243,8 +243,7 @@ fn text_encoders_load_with_or_without_the_text_model_prefix_and_legacy_eos_ids()
     let dir = model("tiny-sdxl").join("text_encoder_2");
     let mut cfg: ClipTextConfig = read_json(&dir.join("config.json")).unwrap();
     let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
-    let stripped: std::collections::HashMap<String, Tensor> =
-        weights.iter().map(|(k, v)| (k.strip_prefix("text_model.").unwrap_or(k).to_string(), v.clone())).collect();
+    let stripped: std::collections::HashMap<String, Tensor> = weights.iter().map(|(k, v)| (k.strip_prefix("text_model.").unwrap_or(k).to_string(), v.clone())).collect();
     let tok = ClipTokenizer::load(&model("tiny-sdxl").join("tokenizer_2"), 77).unwrap();
     let ids = tok.encode("a photo of a cat").unwrap();
     let ids = Tensor::from_vec(ids.clone(), (1, ids.len()), &Device::Cpu).unwrap();

@@ -24,10 +24,8 @@ pub async fn run(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
             let key = db.create_key(&acct.id, &name).await?;
             if !models.is_empty() || expires_in.is_some() {
                 let catalog = config.catalog()?;
-                let ids = models
-                    .iter()
-                    .map(|m| catalog.require(m).map(|e| e.id.clone()).map_err(|e| anyhow::anyhow!("--models: {}", e.message)))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let ids =
+                    models.iter().map(|m| catalog.require(m).map(|e| e.id.clone()).map_err(|e| anyhow::anyhow!("--models: {}", e.message))).collect::<anyhow::Result<Vec<_>>>()?;
                 let expires_at = expires_in.as_deref().map(super::accounts::parse_duration_ms).transpose()?.map(|d| imagegate_store::now_ms() + d);
                 db.set_key_limits(&key.record.id, (!ids.is_empty()).then_some(ids.as_slice()), expires_at).await?;
             }

@@ -62,7 +62,8 @@ model = "rewriter-1"
     assert_eq!(image::load_from_memory(&png).unwrap().height(), 1152);
     assert_eq!(publish("Image generation", "cfg-2").await.unwrap().status(), 200, "the built-in workflow stays");
 
-    let resp = client.post(format!("{}/v1/images/generations", server.base_url)).bearer_auth(&key).json(&json!({"prompt": "a heron", "prompt_enhancement": true})).send().await.unwrap();
+    let resp =
+        client.post(format!("{}/v1/images/generations", server.base_url)).bearer_auth(&key).json(&json!({"prompt": "a heron", "prompt_enhancement": true})).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["data"][0]["revised_prompt"], "REWRITTEN by rewriter-1: a heron", "{body}");

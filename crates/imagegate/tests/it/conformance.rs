@@ -112,7 +112,14 @@ async fn publish_seed_000_runs_flux_dev_once_and_a_retry_returns_the_same_urls()
 #[tokio::test]
 async fn bfl_flux_dev_is_asynchronous_on_the_engine_and_polls_to_ready() {
     let app = engine_app().await;
-    let resp = app.client.post(app.url("/v1/flux-dev")).header("x-key", &app.admin_key).json(&json!({"prompt": "A cat on its back legs running like a human", "width": 768, "height": 512})).send().await.unwrap();
+    let resp = app
+        .client
+        .post(app.url("/v1/flux-dev"))
+        .header("x-key", &app.admin_key)
+        .json(&json!({"prompt": "A cat on its back legs running like a human", "width": 768, "height": 512}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     let id = body["id"].as_str().unwrap().to_string();

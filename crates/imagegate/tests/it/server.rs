@@ -34,10 +34,7 @@ impl Server {
     /// Starts `serve` with `args` after the subcommand (instead of `--synthetic-backend`).
     pub fn start_with(data_dir: &Path, port: u16, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = imagegate();
-        cmd.arg("serve").args(args).args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.arg("serve").args(args).args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"]).arg(data_dir).stdout(Stdio::piped()).stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -145,11 +145,7 @@ impl Db {
         for (grant_id, take) in &drawn {
             // The guard cannot fail under our row lock / single writer; if it
             // ever does, refuse rather than overdraw.
-            let res = sqlx::query("UPDATE credit_grants SET remaining = remaining - $1 WHERE id = $2 AND remaining >= $1")
-                .bind(*take)
-                .bind(grant_id)
-                .execute(&mut *conn)
-                .await?;
+            let res = sqlx::query("UPDATE credit_grants SET remaining = remaining - $1 WHERE id = $2 AND remaining >= $1").bind(*take).bind(grant_id).execute(&mut *conn).await?;
             if res.rows_affected() != 1 {
                 return Err(StoreError::Corrupt(format!("grant {grant_id} changed under a hold")));
             }
@@ -188,17 +184,12 @@ impl Db {
             self.lock_rows()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account).bind(now).fetch_all(&mut *conn).await?;
-        rows.iter()
-            .map(|r| Ok(Grant { id: r.try_get("id")?, remaining: r.try_get("remaining")?, expires_at: r.try_get("expires_at")? }))
-            .collect()
+        rows.iter().map(|r| Ok(Grant { id: r.try_get("id")?, remaining: r.try_get("remaining")?, expires_at: r.try_get("expires_at")? })).collect()
     }
 
     /// A task's hold, if it has one.
     pub async fn hold(&self, task_id: &str) -> Result<Option<Hold>, StoreError> {
-        let row = sqlx::query("SELECT task_id, account_id, amount, captured, state FROM credit_holds WHERE task_id = $1")
-            .bind(task_id)
-            .fetch_optional(&self.read)
-            .await?;
+        let row = sqlx::query("SELECT task_id, account_id, amount, captured, state FROM credit_holds WHERE task_id = $1").bind(task_id).fetch_optional(&self.read).await?;
         row.map(|r| {
             let state: String = r.try_get("state")?;
             Ok(Hold {

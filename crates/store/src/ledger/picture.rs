@@ -54,8 +54,7 @@ pub(crate) async fn picture(db: &Db, accounts: &[&str], grants: &[String], tasks
     for t in tasks {
         out.push(format!("{t}: {:?}", db.hold(t).await.unwrap()));
         let rows = sqlx::query("SELECT grant_id, amount, captured FROM credit_hold_allocations WHERE task_id = $1").bind(*t).fetch_all(&db.read).await.unwrap();
-        let mut allocations: Vec<(Option<usize>, i64, i64)> =
-            rows.iter().map(|r| (index(&Some(r.get("grant_id"))), r.get("amount"), r.get("captured"))).collect();
+        let mut allocations: Vec<(Option<usize>, i64, i64)> = rows.iter().map(|r| (index(&Some(r.get("grant_id"))), r.get("amount"), r.get("captured"))).collect();
         allocations.sort_unstable();
         for (grant, amount, captured) in allocations {
             out.push(format!("{t} allocation on grant {grant:?}: {amount}, captured {captured}"));

@@ -52,11 +52,8 @@ async fn completion_needs_the_lease() {
         db.claim_tasks("w1", 1, 30_000).await.unwrap();
         db.set_progress(&id, "w1", 3, 20).await.unwrap();
         assert_eq!(db.get_task(&id).await.unwrap().unwrap().progress, (3, 20));
-        let result = TaskResult {
-            images: vec![StoredImage { key: format!("images/{id}/0.png"), width: 512, height: 512, seed: 1 }],
-            served_by: "test".into(),
-            ..Default::default()
-        };
+        let result =
+            TaskResult { images: vec![StoredImage { key: format!("images/{id}/0.png"), width: 512, height: 512, seed: 1 }], served_by: "test".into(), ..Default::default() };
         assert!(!db.complete_task(&id, "intruder", &result).await.unwrap(), "another worker cannot complete it");
         assert!(db.complete_task(&id, "w1", &result).await.unwrap());
         let done = db.get_task(&id).await.unwrap().unwrap();
@@ -259,9 +256,18 @@ async fn claims_respect_each_accounts_concurrency_and_share_fairly() {
         let a = db.create_account("limited", "junior", false).await.unwrap();
         let b = db.create_account("other", "free", false).await.unwrap();
         for _ in 0..4 {
-            db.submit_task(NewTask { account_id: a.id.clone(), key_id: None, spec: spec("m", 512), max_attempts: 2, idempotency: None, hold: None, concurrency_limit: Some(2), start: None })
-                .await
-                .unwrap();
+            db.submit_task(NewTask {
+                account_id: a.id.clone(),
+                key_id: None,
+                spec: spec("m", 512),
+                max_attempts: 2,
+                idempotency: None,
+                hold: None,
+                concurrency_limit: Some(2),
+                start: None,
+            })
+            .await
+            .unwrap();
         }
         submit(db, &b.id, spec("m", 512), None).await.unwrap();
         // One big claim: at most 2 of a's tasks, and b's task comes along.

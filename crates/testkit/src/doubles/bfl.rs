@@ -54,17 +54,19 @@ async fn submit(State(st): State<St>, Path(model): Path<String>, method: Method,
     let Ok(b) = serde_json::from_slice::<Value>(&body) else { return unprocessable("body", "invalid json") };
     let Some(prompt) = b.get("prompt").and_then(Value::as_str) else { return unprocessable("prompt", "field required") };
     if let Some(t) = b.get("safety_tolerance")
-        && t.as_u64().is_none_or(|t| t > 6) {
-            return unprocessable("safety_tolerance", "ensure this value is between 0 and 6");
-        }
+        && t.as_u64().is_none_or(|t| t > 6)
+    {
+        return unprocessable("safety_tolerance", "ensure this value is between 0 and 6");
+    }
     if model.contains("kontext") || model.contains("ultra") {
         if b.get("width").is_some() {
             return unprocessable("width", "extra fields not permitted");
         }
         if let Some(r) = b.get("aspect_ratio").and_then(Value::as_str)
-            && !ratio_ok(r) {
-                return unprocessable("aspect_ratio", "aspect ratio must be between 21:9 and 9:21");
-            }
+            && !ratio_ok(r)
+        {
+            return unprocessable("aspect_ratio", "aspect ratio must be between 21:9 and 9:21");
+        }
     } else {
         for side in ["width", "height"] {
             let v = b.get(side).and_then(Value::as_u64).unwrap_or(1024);
@@ -109,9 +111,7 @@ async fn get_result(State(st): State<St>, Query(q): Query<HashMap<String, String
 /// Starts a BFL double accepting `key`.
 pub async fn start(key: &str) -> Double {
     let st = St { log: Log::default(), key: key.to_string(), base: Default::default(), jobs: Default::default() };
-    let router = Router::new()
-        .route("/v1/get_result", get(get_result))
-        .route("/v1/{model}", post(submit));
+    let router = Router::new().route("/v1/get_result", get(get_result)).route("/v1/{model}", post(submit));
     let base = serve_with_files(router, st.clone(), &st.base).await;
     Double { base, log: st.log }
 }

@@ -79,7 +79,10 @@ async fn task(State(st): State<St>, Path(id): Path<String>, method: Method, uri:
         return reply(200, json!({"request_id": "r", "output": {"task_id": id, "task_status": "RUNNING"}}));
     }
     if t.1.contains("inspect") {
-        return reply(200, json!({"request_id": "r", "output": {"task_id": id, "task_status": "FAILED", "code": "DataInspectionFailed", "message": "Input data may contain inappropriate content."}}));
+        return reply(
+            200,
+            json!({"request_id": "r", "output": {"task_id": id, "task_status": "FAILED", "code": "DataInspectionFailed", "message": "Input data may contain inappropriate content."}}),
+        );
     }
     let base = st.base.get().unwrap();
     let results: Vec<Value> = (0..t.2).map(|i| json!({"orig_prompt": t.1, "actual_prompt": t.1, "url": format!("{base}/files/{id}-{i}.png")})).collect();
@@ -99,7 +102,10 @@ async fn multimodal(State(st): State<St>, method: Method, uri: Uri, headers: Hea
         return invalid("input.messages[0].content needs one image and one text");
     }
     let url = format!("{}/files/edit.png", st.base.get().unwrap());
-    reply(200, json!({"output": {"choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": [{"image": url}]}}]}, "usage": {"width": 64, "height": 48, "image_count": 1}, "request_id": "req-edit"}))
+    reply(
+        200,
+        json!({"output": {"choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": [{"image": url}]}}]}, "usage": {"width": 64, "height": 48, "image_count": 1}, "request_id": "req-edit"}),
+    )
 }
 
 /// Starts a DashScope double accepting `key`.

@@ -61,7 +61,8 @@ async fn handle(State(hub): State<Arc<Hub>>, req: Request) -> Response {
     hub.log.push(req.method(), req.uri(), req.headers(), &[]);
     let path = req.uri().path().to_string();
     let bearer = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string);
-    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("bytes=")).and_then(|v| v.strip_suffix('-')).and_then(|v| v.parse::<u64>().ok());
+    let range =
+        req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("bytes=")).and_then(|v| v.strip_suffix('-')).and_then(|v| v.parse::<u64>().ok());
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (repo_id, rest, listing) = match segs.as_slice() {
         ["api", "models", org, name, "revision", rev] => (format!("{org}/{name}"), vec![*rev], true),

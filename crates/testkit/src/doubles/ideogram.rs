@@ -40,9 +40,10 @@ async fn generate(State(st): State<St>, method: Method, uri: Uri, headers: Heade
         return reply(400, json!({"detail": format!("Invalid aspect_ratio {ratio}")}));
     }
     if let Some(speed) = f.get("rendering_speed")
-        && !["TURBO", "DEFAULT", "QUALITY"].contains(&speed.as_str()) {
-            return reply(400, json!({"detail": "Invalid rendering_speed"}));
-        }
+        && !["TURBO", "DEFAULT", "QUALITY"].contains(&speed.as_str())
+    {
+        return reply(400, json!({"detail": "Invalid rendering_speed"}));
+    }
     let n: u64 = f.get("num_images").and_then(|n| n.parse().ok()).unwrap_or(1);
     if !(1..=8).contains(&n) {
         return reply(400, json!({"detail": "num_images must be between 1 and 8"}));

@@ -14,9 +14,8 @@ use serde_json::{Value, json};
 use super::reply;
 use super::support::{Log, b64, png, serve_with_files};
 
-const PARAMS: [&str; 13] = [
-    "model", "prompt", "n", "size", "quality", "response_format", "output_format", "output_compression", "background", "moderation", "style", "user", "stream",
-];
+const PARAMS: [&str; 13] =
+    ["model", "prompt", "n", "size", "quality", "response_format", "output_format", "output_compression", "background", "moderation", "style", "user", "stream"];
 
 #[derive(Clone)]
 struct St {
@@ -40,9 +39,10 @@ async fn generations(State(st): State<St>, method: Method, uri: Uri, headers: He
     }
     let Ok(Value::Object(b)) = serde_json::from_slice::<Value>(&body) else { return invalid("We could not parse the JSON body of your request.", "") };
     if !st.urls
-        && let Some(k) = b.keys().find(|k| !PARAMS.contains(&k.as_str())) {
-            return invalid(&format!("Unknown parameter: '{k}'."), k);
-        }
+        && let Some(k) = b.keys().find(|k| !PARAMS.contains(&k.as_str()))
+    {
+        return invalid(&format!("Unknown parameter: '{k}'."), k);
+    }
     let model = b.get("model").and_then(Value::as_str).unwrap_or("dall-e-2");
     let Some(prompt) = b.get("prompt").and_then(Value::as_str).filter(|p| !p.is_empty()) else { return invalid("Missing required parameter: 'prompt'.", "prompt") };
     let n = b.get("n").and_then(Value::as_u64).unwrap_or(1);
@@ -64,7 +64,10 @@ async fn generations(State(st): State<St>, method: Method, uri: Uri, headers: He
         return invalid("Unknown parameter: 'response_format'.", "response_format");
     }
     if prompt.contains("forbidden") {
-        return reply(400, json!({"error": {"message": "Your request was rejected as a result of our safety system.", "type": "image_generation_user_error", "param": null, "code": "moderation_blocked"}}));
+        return reply(
+            400,
+            json!({"error": {"message": "Your request was rejected as a result of our safety system.", "type": "image_generation_user_error", "param": null, "code": "moderation_blocked"}}),
+        );
     }
     let (w, h) = size.split_once('x').map(|(w, h)| (w.parse().unwrap_or(64) / 16, h.parse().unwrap_or(64) / 16)).unwrap_or((64, 64));
     let data: Vec<Value> = (0..n)
@@ -121,10 +124,7 @@ async fn models(State(st): State<St>, method: Method, uri: Uri, headers: HeaderM
 /// gateway that returns image URLs.
 pub async fn start(key: &str, urls: bool) -> Double {
     let st = St { log: Log::default(), key: key.to_string(), urls, base: Default::default() };
-    let router = Router::new()
-        .route("/v1/images/generations", post(generations))
-        .route("/v1/images/edits", post(edits))
-        .route("/v1/models", get(models));
+    let router = Router::new().route("/v1/images/generations", post(generations)).route("/v1/images/edits", post(edits)).route("/v1/models", get(models));
     let base = serve_with_files(router, st.clone(), &st.base).await;
     Double { base, log: st.log }
 }

@@ -71,9 +71,7 @@ async fn edits(State(st): State<St>, method: Method, uri: Uri, headers: HeaderMa
 /// Starts a Qianfan double accepting `key`.
 pub async fn start(key: &str) -> Double {
     let st = St { log: Log::default(), key: key.to_string(), base: Default::default() };
-    let router = Router::new()
-        .route("/v2/images/generations", post(generations))
-        .route("/v2/images/edits", post(edits));
+    let router = Router::new().route("/v2/images/generations", post(generations)).route("/v2/images/edits", post(edits));
     let base = serve_with_files(router, st.clone(), &st.base).await;
     Double { base, log: st.log }
 }

@@ -105,9 +105,6 @@ async fn v1(State(st): State<St>, Path(engine): Path<String>, method: Method, ur
 /// Starts a Stability double accepting `key`.
 pub async fn start(key: &str) -> Double {
     let st = St { log: Log::default(), key: key.to_string() };
-    let router = Router::new()
-        .route("/v2beta/stable-image/generate/sd3", post(sd3))
-        .route("/v1/generation/{engine}/text-to-image", post(v1))
-        .with_state(st.clone());
+    let router = Router::new().route("/v2beta/stable-image/generate/sd3", post(sd3)).route("/v1/generation/{engine}/text-to-image", post(v1)).with_state(st.clone());
     Double { base: serve(router).await, log: st.log }
 }

@@ -46,9 +46,10 @@ async fn generations(State(st): State<St>, method: Method, uri: Uri, headers: He
         return invalid("stream", "this double does not stream");
     }
     if let Some(s) = b.get("sequential_image_generation").and_then(Value::as_str)
-        && !["auto", "disabled"].contains(&s) {
-            return invalid("sequential_image_generation", "must be auto or disabled");
-        }
+        && !["auto", "disabled"].contains(&s)
+    {
+        return invalid("sequential_image_generation", "must be auto or disabled");
+    }
     let format = b.get("response_format").and_then(Value::as_str).unwrap_or("url");
     let item = match format {
         "url" => json!({"url": format!("{}/files/seedream.jpeg", st.base.get().unwrap()), "size": "2048x2048"}),

@@ -91,12 +91,12 @@ impl Adapter for Bfl {
         for (id, poll_url, seed) in &jobs {
             let url = loop {
                 let mut req = call.http.get(poll_url);
-            // BFL hands out regional polling URLs (api.us1.bfl.ai, …); the key
-            // goes only to BFL's hosts or the configured one.
-            if http::same_site(poll_url, call.base_url, ".bfl.ai") {
-                req = req.header("x-key", call.key());
-            }
-            let polled: Polled = http::json(http::send_ok(req).await?).await?;
+                // BFL hands out regional polling URLs (api.us1.bfl.ai, …); the key
+                // goes only to BFL's hosts or the configured one.
+                if http::same_site(poll_url, call.base_url, ".bfl.ai") {
+                    req = req.header("x-key", call.key());
+                }
+                let polled: Polled = http::json(http::send_ok(req).await?).await?;
                 match polled.status.as_str() {
                     "Ready" => match polled.result.and_then(|r| r.sample.map(|s| (s, r.seed))) {
                         Some((sample, reported)) => break (sample, reported.unwrap_or(*seed)),

@@ -159,11 +159,7 @@ fn qwen_size(model: &str, size: imagegate_core::Size) -> (String, Option<String>
 
 /// DashScope reports moderation as `DataInspectionFailed`.
 fn failure(why: &str) -> UpstreamError {
-    if why.contains("DataInspection") || why.contains("IPInfringement") {
-        UpstreamError::Moderated(why.to_string())
-    } else {
-        UpstreamError::JobFailed(why.to_string())
-    }
+    if why.contains("DataInspection") || why.contains("IPInfringement") { UpstreamError::Moderated(why.to_string()) } else { UpstreamError::JobFailed(why.to_string()) }
 }
 
 #[async_trait::async_trait]

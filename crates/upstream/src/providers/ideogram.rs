@@ -42,10 +42,7 @@ impl Adapter for Ideogram {
         call.text_only("Ideogram generate")?;
         let spec = call.spec;
         // Accept `2:1` from clients too: Ideogram only knows `2x1`.
-        let ratio = call
-            .extra_str(&["aspect_ratio", "aspectRatio"])
-            .map(|r| r.replace(':', "x"))
-            .unwrap_or_else(|| nearest_ratio(spec.size, &RATIOS).to_string());
+        let ratio = call.extra_str(&["aspect_ratio", "aspectRatio"]).map(|r| r.replace(':', "x")).unwrap_or_else(|| nearest_ratio(spec.size, &RATIOS).to_string());
         let form = Form::new()
             .text("prompt", spec.effective_prompt())
             .text("aspect_ratio", ratio)
@@ -61,12 +58,8 @@ impl Adapter for Ideogram {
         let request_id = http::request_id(resp.headers());
         let parsed: Response = http::json(resp).await?;
         let total = parsed.data.len();
-        let images: Vec<RawImage> = parsed
-            .data
-            .into_iter()
-            .filter(|d| d.is_image_safe != Some(false))
-            .filter_map(|d| d.url.map(|url| RawImage::Url { url, seed: d.seed }))
-            .collect();
+        let images: Vec<RawImage> =
+            parsed.data.into_iter().filter(|d| d.is_image_safe != Some(false)).filter_map(|d| d.url.map(|url| RawImage::Url { url, seed: d.seed })).collect();
         if images.is_empty() {
             return Err(if total > 0 { UpstreamError::Moderated("every image was marked unsafe".into()) } else { UpstreamError::BadResponse("`data` is empty".into()) });
         }

@@ -86,10 +86,13 @@ impl OpenAi {
                 // images/edits takes the same fields as a multipart form plus the image file
                 let mut form = Form::new();
                 for (k, v) in &body {
-                    form = form.text(k, match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    });
+                    form = form.text(
+                        k,
+                        match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        },
+                    );
                 }
                 let (content_type, data) = form.file("image", &format!("image.{}", format.ext()), format.mime(), bytes).finish();
                 call.bearer(call.http.post(call.url("/images/edits"))).header("content-type", content_type).body(data)

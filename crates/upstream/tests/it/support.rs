@@ -51,10 +51,7 @@ pub async fn generate(backend: &UpstreamBackend, spec: TaskSpec) -> Result<Gener
 
 /// A channel table entry for `provider` at `base`, with a key file holding `key`.
 pub fn channel(name: &str, provider: &str, base: &str, key: &str) -> String {
-    format!(
-        "[[channels]]\nname = \"{name}\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\nkey_file = \"{}\"\n",
-        key_file(key).display()
-    )
+    format!("[[channels]]\nname = \"{name}\"\nprovider = \"{provider}\"\nbase_url = \"{base}\"\nkey_file = \"{}\"\n", key_file(key).display())
 }
 
 /// Prepends fast polling to channel tables.

@@ -102,11 +102,9 @@ async fn bad_fields_are_400_naming_field_and_allowed_values() {
     assert_eq!(err["error"]["param"], "seed");
     assert!(err["error"]["message"].as_str().unwrap().contains("9999999999"));
 
-    for (body, field) in [
-        (json!({"prompt": 5}), "prompt"),
-        (json!({"prompt": "x", "seed": -1}), "seed"),
-        (json!({"prompt": "x", "prompt_enhancement": "yes"}), "prompt_enhancement"),
-    ] {
+    for (body, field) in
+        [(json!({"prompt": 5}), "prompt"), (json!({"prompt": "x", "seed": -1}), "seed"), (json!({"prompt": "x", "prompt_enhancement": "yes"}), "prompt_enhancement")]
+    {
         let resp = app.post_json("/v1/images/generations", &body).await;
         assert_eq!(resp.status(), 400, "{body}");
         let err: Value = resp.json().await.unwrap();

@@ -23,8 +23,13 @@ fn body() -> Value {
 /// Two OpenAI-shaped scripted channels serving gpt-image-1: `a` (priority 10) before `b`.
 fn two_channels(a: &scripted::Double, b: &scripted::Double) -> Channels {
     let mut c = Channels::new();
-    c.add("a", "openai", &format!("{}/v1", a.base), "ka", "models = [\"gpt-image-1\"]\npriority = 10")
-        .add("b", "openai", &format!("{}/v1", b.base), "kb", "models = [\"gpt-image-1\"]\npriority = 1");
+    c.add("a", "openai", &format!("{}/v1", a.base), "ka", "models = [\"gpt-image-1\"]\npriority = 10").add(
+        "b",
+        "openai",
+        &format!("{}/v1", b.base),
+        "kb",
+        "models = [\"gpt-image-1\"]\npriority = 1",
+    );
     c
 }
 

@@ -24,10 +24,7 @@ impl Channels {
     pub fn add(&mut self, name: &str, provider: &str, base_url: &str, key: &str, extra: &str) -> &mut Self {
         let path = self.keys.path().join(name);
         std::fs::write(&path, format!("{key}\n")).unwrap();
-        self.tables.push(format!(
-            "[[channels]]\nname = \"{name}\"\nprovider = \"{provider}\"\nbase_url = \"{base_url}\"\nkey_file = \"{}\"\n{extra}\n",
-            path.display()
-        ));
+        self.tables.push(format!("[[channels]]\nname = \"{name}\"\nprovider = \"{provider}\"\nbase_url = \"{base_url}\"\nkey_file = \"{}\"\n{extra}\n", path.display()));
         self
     }
 

@@ -114,7 +114,8 @@ pub(crate) fn fuse(mut t: HashMap<String, Tensor>, rules: &[Rule]) -> Result<Has
             if parts.iter().all(Option::is_none) {
                 continue;
             }
-            let parts: Vec<Tensor> = parts.into_iter().collect::<Option<_>>().ok_or_else(|| EngineError::invalid("transformer", format!("{}: some of {:?} are missing", r.bfl, r.diffusers)))?;
+            let parts: Vec<Tensor> =
+                parts.into_iter().collect::<Option<_>>().ok_or_else(|| EngineError::invalid("transformer", format!("{}: some of {:?} are missing", r.bfl, r.diffusers)))?;
             let fused = if parts.len() == 1 { parts[0].clone() } else { Tensor::cat(&parts, 0)? };
             out.insert(join(&r.bfl, bp), if r.swap_halves { swap_halves(&fused)? } else { fused });
         }

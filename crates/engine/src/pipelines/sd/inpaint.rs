@@ -21,9 +21,7 @@ pub(super) fn check(unet_in: usize, latent: usize, items: &[ImageRequest]) -> Re
     }
     let masks = items.iter().filter(|i| has_mask(&i.init)).count();
     match (inpainting, masks) {
-        (true, n) if n < items.len() => {
-            Err(EngineError::invalid("mask", "this is an inpainting model: every image needs an init image and a mask"))
-        }
+        (true, n) if n < items.len() => Err(EngineError::invalid("mask", "this is an inpainting model: every image needs an init image and a mask")),
         (false, n) if n > 0 => Err(EngineError::invalid("mask", "masks need an inpainting checkpoint (a UNet with 2 × latent + 1 input channels)")),
         _ => Ok(inpainting),
     }

@@ -18,10 +18,7 @@ async fn irag_request_matches_the_reference() {
     assert_eq!(g.provider_request_id.as_deref(), Some("as-irag-1"));
     let reqs = d.log.to("/v2/images/generations");
     assert_eq!(reqs[0].header("authorization"), "Bearer qf-key");
-    assert_eq!(
-        reqs[0].json(),
-        json!({"model": "irag-1.0", "prompt": "A beautiful sunset over a calm ocean", "n": 1, "size": "1024x1024", "guidance": 7.5, "watermark": false})
-    );
+    assert_eq!(reqs[0].json(), json!({"model": "irag-1.0", "prompt": "A beautiful sunset over a calm ocean", "n": 1, "size": "1024x1024", "guidance": 7.5, "watermark": false}));
 }
 
 #[tokio::test]
