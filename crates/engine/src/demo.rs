@@ -30,7 +30,7 @@ const DEFAULT_GRID: u32 = 16;
 /// and UNet divide evenly), else the request's aspect ratio at the native
 /// area, on the grid.
 pub fn draw_size(native: u32, grid: u32, requested: Size) -> Size {
-    let on_grid = requested.width % grid == 0 && requested.height % grid == 0;
+    let on_grid = requested.width.is_multiple_of(grid) && requested.height.is_multiple_of(grid);
     let at_least = |side: u32| side >= grid * 2;
     if on_grid && requested.pixels() <= u64::from(native) * u64::from(native) && at_least(requested.width) && at_least(requested.height) {
         return requested;

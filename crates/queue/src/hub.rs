@@ -35,6 +35,14 @@ struct Waiters {
     unclaimed_order: VecDeque<(Instant, String)>,
 }
 
+/// What a waiter finds when it registers.
+enum Registered {
+    /// Its slot, to wait on.
+    Waiting(Arc<Slot>),
+    /// The task, finished before the waiter arrived.
+    AlreadyFinished(Box<TaskView>),
+}
+
 /// Per-task completion hand-over.
 #[derive(Debug, Default)]
 pub struct CompletionHub {
@@ -101,12 +109,12 @@ impl CompletionHub {
         lock(&self.waiters).unclaimed.len()
     }
 
-    fn register(&self, id: &str) -> Result<Arc<Slot>, TaskView> {
+    fn register(&self, id: &str) -> Registered {
         let mut w = lock(&self.waiters);
         if let Some(task) = w.unclaimed.remove(id) {
-            return Err(task);
+            return Registered::AlreadyFinished(Box::new(task));
         }
-        Ok(w.slots.entry(id.to_string()).or_default().clone())
+        Registered::Waiting(w.slots.entry(id.to_string()).or_default().clone())
     }
 
     fn release(&self, id: &str, mine: &Arc<Slot>) {
@@ -123,8 +131,8 @@ impl CompletionHub {
     /// in-process worker costs no read at all.
     pub async fn wait_terminal(&self, db: &Db, id: &str, deadline: Instant, poll: Duration) -> Result<Option<TaskView>, StoreError> {
         let slot = match self.register(id) {
-            Ok(slot) => slot,
-            Err(task) => return Ok(Some(task)),
+            Registered::Waiting(slot) => slot,
+            Registered::AlreadyFinished(task) => return Ok(Some(*task)),
         };
         let mut next_read = Instant::now() + poll;
         let out = loop {

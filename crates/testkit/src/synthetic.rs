@@ -14,12 +14,15 @@ use imagegate_core::{Backend, BackendError, CancelFlag, GeneratedImage, Generati
 
 const PALETTE: [[u8; 3]; 8] = [[220, 40, 40], [40, 160, 60], [40, 80, 220], [230, 200, 40], [150, 60, 200], [240, 140, 30], [30, 190, 190], [90, 90, 90]];
 
+/// Width, height and palette index of a drawn PNG.
+type PngKey = (u32, u32, usize);
+
 /// The synthetic backend.
 #[derive(Default)]
 pub struct SyntheticBackend {
     delay: Duration,
     failures_left: AtomicU32,
-    cache: Mutex<HashMap<(u32, u32, usize), Arc<Vec<u8>>>>,
+    cache: Mutex<HashMap<PngKey, Arc<Vec<u8>>>>,
     calls: AtomicU32,
     /// Prompts containing this word are refused as a provider's moderation would.
     refuse: Option<(String, ModerationStage)>,

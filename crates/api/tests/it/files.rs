@@ -16,7 +16,10 @@ async fn tampered_signatures_are_403() {
     let url = first_url(&app).await;
     assert_eq!(app.client.get(&url).send().await.unwrap().status(), 200);
     let (base, sig) = url.rsplit_once("sig=").unwrap();
-    let flipped = if sig.starts_with('0') { format!("1{}", &sig[1..]) } else { format!("0{}", &sig[1..]) };
+    let flipped = match sig.strip_prefix('0') {
+        Some(rest) => format!("1{rest}"),
+        None => format!("0{}", &sig[1..]),
+    };
     assert_eq!(app.client.get(format!("{base}sig={flipped}")).send().await.unwrap().status(), 403);
     let longer = url.replace("exp=", "exp=9");
     assert_eq!(app.client.get(&longer).send().await.unwrap().status(), 403, "extending the expiry breaks the signature");
