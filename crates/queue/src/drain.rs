@@ -140,7 +140,7 @@ impl Queue {
     /// released. Implies [`Queue::begin_shutdown`]'s quiet.
     pub fn halt(&self) {
         if self.shutdown.advance(Phase::Halt) {
-            tracing::warn!("drain time is up: runs still going give their tasks back to the queue");
+            tracing::warn!("halting: runs still going give their tasks back to the queue");
             self.hub.close();
         }
     }

@@ -10,3 +10,4 @@ mod demo;
 mod generate;
 mod pull;
 mod server;
+mod sigterm;
