@@ -46,3 +46,28 @@ impl Default for ApiConfig {
         }
     }
 }
+
+impl ApiConfig {
+    /// Rejects a synchronous wait that would panic the timer built from it
+    /// (negative, infinite or NaN seconds), naming the field.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.sync_wait_secs.is_finite() && self.sync_wait_secs >= 0.0) {
+            return Err(format!("sync_wait_secs must be a finite number zero or more, not {}", self.sync_wait_secs));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_names_a_sync_wait_that_would_break_the_timer() {
+        assert_eq!(ApiConfig::default().check(), Ok(()));
+        for bad in [-1.0, f64::INFINITY, f64::NAN] {
+            let err = ApiConfig { sync_wait_secs: bad, ..ApiConfig::default() }.check().unwrap_err();
+            assert!(err.starts_with("sync_wait_secs must be a finite number zero or more"), "{err}");
+        }
+    }
+}

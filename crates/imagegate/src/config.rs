@@ -122,6 +122,7 @@ impl Config {
         }
         let config: Self = toml::Value::Table(doc).try_into().context("invalid configuration")?;
         config.queue.check().map_err(|e| anyhow::anyhow!("[queue]: {e}"))?;
+        config.server.check().map_err(|e| anyhow::anyhow!("[server]: {e}"))?;
         Ok(config)
     }
 
@@ -228,6 +229,17 @@ mod tests {
         assert_eq!(c.queue.workers, 7);
         assert_eq!(c.storage.objects(), "s3://bucket/p");
         assert_eq!(c.catalog().unwrap().resolve("my-xl").unwrap().id, "stable-diffusion-xl-1024-v1-0");
+    }
+
+    #[test]
+    fn durations_that_would_panic_a_timer_fail_the_load_naming_their_section_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, want) in [("[queue]\ndrain_secs = -1\n", "[queue]: drain_secs must be"), ("[server]\nsync_wait_secs = inf\n", "[server]: sync_wait_secs must be")] {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+            assert!(err.starts_with(want), "{text:?}: {err}");
+        }
     }
 
     fn load_text(text: &str) -> Config {

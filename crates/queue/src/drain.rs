@@ -145,6 +145,11 @@ impl Queue {
         }
     }
 
+    /// True once runs were halted: this process finishes nothing more.
+    pub fn halted(&self) -> bool {
+        *self.shutdown.phase.borrow() == Phase::Halt
+    }
+
     /// After [`Queue::begin_shutdown`]: waits for `workers` (the loops from
     /// [`Queue::spawn_workers`]) to end and for every run in flight,
     /// including those started at once for a request, to finish or give its

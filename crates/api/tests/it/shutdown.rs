@@ -88,5 +88,6 @@ async fn a_synchronous_client_waiting_at_the_halt_gets_its_task_id() {
     assert_eq!(resp.status(), 504);
     let body: Value = resp.json().await.unwrap();
     let task_id = body["error"]["task_id"].as_str().unwrap_or_else(|| panic!("the answer names the task: {body}"));
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("this server is shutting down;"), "{body}");
     assert_eq!(app.state.db.get_task(task_id).await.unwrap().unwrap().state, TaskState::Queued, "it runs again in the next process");
 }
