@@ -38,9 +38,10 @@ pub struct ChatEnhancer {
 }
 
 impl ChatEnhancer {
-    /// A channel from config.
+    /// A channel from config. The timeout is clamped to 0.1 s .. one day:
+    /// an infinite one would panic `Duration::from_secs_f64`.
     pub fn new(config: PromptEnhancementConfig) -> Self {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs_f64(config.timeout_secs.max(0.1))).build().unwrap_or_default();
+        let client = reqwest::Client::builder().timeout(Duration::from_secs_f64(config.timeout_secs.max(0.1).min(86_400.0))).build().unwrap_or_default();
         Self { config, client }
     }
 
@@ -74,5 +75,18 @@ pub async fn enhance_spec(enhancer: Option<&ChatEnhancer>, spec: &mut TaskSpec) 
     match enhancer.rewrite(&original).await {
         Ok(text) => spec.revised_prompt = Some(text),
         Err(why) => tracing::warn!(error = %why, "prompt enhancement channel failed; using the built-in expansion"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_configured_timeout_builds_a_client() {
+        for timeout_secs in [f64::INFINITY, f64::NAN, -3.0, 0.0, 1e300] {
+            let config = PromptEnhancementConfig { base_url: "http://127.0.0.1:9/v1".into(), model: "m".into(), key_env: None, timeout_secs };
+            let _ = ChatEnhancer::new(config);
+        }
     }
 }
