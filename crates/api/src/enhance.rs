@@ -41,7 +41,9 @@ impl ChatEnhancer {
     /// A channel from config. The timeout is clamped to 0.1 s .. one day:
     /// an infinite one would panic `Duration::from_secs_f64`.
     pub fn new(config: PromptEnhancementConfig) -> Self {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs_f64(config.timeout_secs.max(0.1).min(86_400.0))).build().unwrap_or_default();
+        let secs = config.timeout_secs.clamp(0.1, 86_400.0);
+        let secs = if secs.is_nan() { 0.1 } else { secs };
+        let client = reqwest::Client::builder().timeout(Duration::from_secs_f64(secs)).build().unwrap_or_default();
         Self { config, client }
     }
 
