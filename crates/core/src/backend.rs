@@ -47,6 +47,42 @@ pub struct Job {
     pub task_id: String,
     /// What to make.
     pub spec: TaskSpec,
+    /// What an earlier attempt recorded through `on_accept` (a provider's
+    /// async job, say): the backend picks that work up again instead of
+    /// starting it over, which a provider would bill twice.
+    pub resume: Option<String>,
+    /// Called when a provider accepts work it will bill, with what a later
+    /// attempt needs to pick it up (see `resume`); the queue stores it.
+    pub on_accept: Option<AcceptHook>,
+}
+
+impl Job {
+    /// A fresh job, with nothing to resume and nobody told of acceptance.
+    pub fn new(task_id: impl Into<String>, spec: TaskSpec) -> Self {
+        Self { task_id: task_id.into(), spec, resume: None, on_accept: None }
+    }
+}
+
+/// Where a backend reports work a provider accepted (see [`Job::on_accept`]).
+#[derive(Clone)]
+pub struct AcceptHook(Arc<dyn Fn(String) + Send + Sync>);
+
+impl AcceptHook {
+    /// A hook that calls `f` with each token.
+    pub fn new(f: impl Fn(String) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// Reports `token`.
+    pub fn accepted(&self, token: String) {
+        (self.0)(token)
+    }
+}
+
+impl std::fmt::Debug for AcceptHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AcceptHook")
+    }
 }
 
 /// Step `step` of `total` done for a task.

@@ -90,7 +90,7 @@ impl DemoBackend {
         }
         spec.sampler = spec.sampler.or(self.demo.sampler);
         spec.output_format = imagegate_core::ImageFormat::Png;
-        Job { task_id: job.task_id.clone(), spec }
+        Job::new(job.task_id.clone(), spec)
     }
 
     fn note(&self, job: &Job, drawn: Size) -> Option<String> {

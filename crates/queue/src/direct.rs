@@ -37,7 +37,8 @@ impl Queue {
     /// hangs up does not cancel the provider call, and the outcome reaches
     /// waiters through the completion hub as a claimed task's would.
     pub fn run_started(self: &Arc<Self>, task: &TaskView) {
-        let claimed = ClaimedTask { id: task.id.clone(), account_id: task.account_id.clone(), spec: task.spec.clone(), attempt: 1, created_at: task.created_at };
+        let claimed =
+            ClaimedTask { id: task.id.clone(), account_id: task.account_id.clone(), spec: task.spec.clone(), attempt: 1, created_at: task.created_at, provider_job: None };
         let queue = self.clone();
         tokio::spawn(async move { queue.run_batch(vec![claimed]).await });
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::FutureExt;
-use imagegate_core::backend::Job;
+use imagegate_core::backend::{AcceptHook, Job};
 use imagegate_core::task::{StoredImage, TaskResult};
 use imagegate_core::{BackendError, BackendRegistry, CancelFlag, Catalog, Generation, Progress, ProgressSink};
 use imagegate_store::{ClaimedTask, Db, Objects, StoreError};
@@ -169,7 +169,7 @@ impl Queue {
         // in flight from hand-over (waiting for the engine thread counts) until the results are in
         let _in_flight = picked.load.begin(batch.len());
         let started = Instant::now();
-        let jobs: Vec<Job> = batch.iter().map(|t| Job { task_id: t.id.clone(), spec: t.spec.clone() }).collect();
+        let jobs: Vec<Job> = batch.iter().map(|t| self.job_for(t)).collect();
         let mut out = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(backend.max_batch().max(1)) {
             // A panicking backend must not take the worker loop down with it.
@@ -185,6 +185,27 @@ impl Queue {
             picked.load.record(out.len(), started.elapsed());
         }
         out
+    }
+
+    /// The job for a claimed task: it resumes what a provider accepted on an
+    /// earlier attempt, and records what a provider accepts on this one at
+    /// once (not on the next heartbeat: a crash in between would make the
+    /// next attempt submit, and the provider bill, again).
+    fn job_for(&self, task: &ClaimedTask) -> Job {
+        let mut job = Job::new(task.id.clone(), task.spec.clone());
+        job.resume = task.provider_job.clone();
+        let (db, worker, id) = (self.db.clone(), self.worker_id.clone(), task.id.clone());
+        job.on_accept = Some(AcceptHook::new(move |token| {
+            let (db, worker, id) = (db.clone(), worker.clone(), id.clone());
+            tokio::spawn(async move {
+                match db.record_provider_job(&id, &worker, &token).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(task_id = %id, "the lease was lost before the provider's job was recorded"),
+                    Err(e) => tracing::warn!(task_id = %id, error = %e, "recording the provider's job failed; a retry would submit it again"),
+                }
+            });
+        }));
+        job
     }
 
     /// Stores a successful task's images and returns the result to record,

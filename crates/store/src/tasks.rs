@@ -83,6 +83,8 @@ pub struct ClaimedTask {
     pub attempt: u32,
     /// Unix ms of submission (claims are served oldest first).
     pub created_at: i64,
+    /// What a provider accepted on an earlier attempt (see [`Db::record_provider_job`]).
+    pub provider_job: Option<String>,
 }
 
 /// The PostgreSQL advisory lock that serialises claims (and admissions
@@ -262,7 +264,7 @@ impl Db {
              head AS (SELECT batch_key FROM eligible ORDER BY rank, created_at LIMIT 1) \
              UPDATE tasks SET state = 'running', lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3, error_code = NULL, error_message = NULL \
              WHERE state = 'queued' AND id IN (SELECT id FROM eligible WHERE batch_key = (SELECT batch_key FROM head) ORDER BY rank, created_at LIMIT $4 + 0) \
-             RETURNING id, account_id, spec, attempts, created_at";
+             RETURNING id, account_id, spec, attempts, created_at, provider_job";
         let now = now_ms();
         let claim = sqlx::query(SQL).bind(worker).bind(now + lease_ms).bind(now).bind(i64::from(limit));
         let rows = if self.kind == DbKind::Postgres {
@@ -286,6 +288,7 @@ impl Db {
                     spec: serde_json::from_str(&spec).map_err(|e| corrupt("spec", e))?,
                     attempt: row.try_get::<i64, _>("attempts")? as u32,
                     created_at: row.try_get("created_at")?,
+                    provider_job: row.try_get("provider_job")?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -307,6 +310,19 @@ impl Db {
             held += res.rows_affected();
         }
         Ok(held)
+    }
+
+    /// Records what a provider accepted for a task `worker` holds, for a
+    /// later attempt to resume (the backend's own token). Returns false if
+    /// the lease was lost.
+    pub async fn record_provider_job(&self, id: &str, worker: &str, token: &str) -> Result<bool, StoreError> {
+        let res = sqlx::query("UPDATE tasks SET provider_job = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'running'")
+            .bind(token)
+            .bind(id)
+            .bind(worker)
+            .execute(&self.write)
+            .await?;
+        Ok(res.rows_affected() > 0)
     }
 
     /// Records progress of a running task.

@@ -84,7 +84,7 @@ async fn main() {
     let toml_text = format!("[[channels]]\nname = \"bench\"\nprovider = \"openai\"\nbase_url = \"{base}/v1\"\nmodels = [\"gpt-image-1\"]\n");
     let cfg: UpstreamConfig = toml::from_str(&toml_text).expect("bench config parses");
     let relay = Arc::new(UpstreamBackend::from_config(&cfg, &Catalog::builtin()).expect("bench backend builds"));
-    let job = Arc::new(Job { task_id: "bench".into(), spec: TaskSpec::simple("gpt-image-1", "a cat", Size::new(1024, 1024)) });
+    let job = Arc::new(Job::new("bench", TaskSpec::simple("gpt-image-1", "a cat", Size::new(1024, 1024))));
     let client = reqwest::Client::new();
     let url = format!("{base}/v1/images/generations");
     let direct_body = serde_json::json!({"model": "gpt-image-1", "prompt": "a cat", "n": 1, "size": "1024x1024"});

@@ -207,12 +207,28 @@ impl Channel {
 
     /// Runs one task on this channel: the adapter under the channel timeout,
     /// then result downloads, then header checks of every image.
-    pub async fn call(&self, spec: &TaskSpec, cancel: &CancelFlag, poll_interval: Duration) -> Result<Generation, UpstreamError> {
+    pub async fn call(&self, spec: &TaskSpec, cancel: &CancelFlag, poll_interval: Duration, resume: Resume<'_>) -> Result<Generation, UpstreamError> {
         let model = self
             .upstream_model(&spec.model)
             .ok_or_else(|| UpstreamError::Invalid { field: "model".into(), message: format!("channel {} does not serve {}", self.name, spec.model) })?;
         let accepted = OnceLock::new();
-        let call = Call { http: &self.http, base_url: &self.base_url, key: self.key.as_ref(), model, spec, cancel, poll_interval, accepted: &accepted };
+        let call = Call {
+            http: &self.http,
+            base_url: &self.base_url,
+            key: self.key.as_ref(),
+            model,
+            spec,
+            cancel,
+            poll_interval,
+            accepted: &accepted,
+            channel: &self.name,
+            resume: resume.state,
+            on_accept: resume.on_accept,
+        };
+        if resume.state.is_some() {
+            // Picked up from an earlier attempt: the provider accepted it then.
+            call.accept("resumed job");
+        }
         let work = async {
             let out = self.adapter.generate(&call).await?;
             // Past this point the provider has done (and billed) the work.
@@ -246,6 +262,16 @@ impl Channel {
             None => e,
         })
     }
+}
+
+/// What a call picks up from an earlier attempt, and where it reports
+/// what the provider accepts (see [`Call::accepted_state`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Resume<'a> {
+    /// The adapter's state recorded by the earlier attempt on this channel.
+    pub state: Option<&'a serde_json::Value>,
+    /// Where to report acceptance.
+    pub on_accept: Option<&'a imagegate_core::backend::AcceptHook>,
 }
 
 /// Resolves once `cancel` is raised. The flag is a plain atomic without a

@@ -15,6 +15,7 @@ pub(crate) mod volcengine;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use imagegate_core::backend::AcceptHook;
 use imagegate_core::{CancelFlag, Size, TaskSpec};
 use serde_json::Value;
 
@@ -121,6 +122,20 @@ pub(crate) struct Call<'a> {
     pub poll_interval: Duration,
     /// Set by the adapter the moment the provider accepts (and will bill) work.
     pub accepted: &'a OnceLock<String>,
+    /// The channel's name, for resume tokens.
+    pub channel: &'a str,
+    /// What an earlier attempt on this channel recorded through
+    /// [`Call::accepted_state`], to pick up instead of submitting again.
+    pub resume: Option<&'a Value>,
+    /// Where the accepted state goes (the queue stores it on the task).
+    pub on_accept: Option<&'a AcceptHook>,
+}
+
+/// What [`Call::accepted_state`] records: the channel and the adapter's own state.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ResumeToken {
+    pub channel: String,
+    pub state: Value,
 }
 
 impl Call<'_> {
@@ -145,6 +160,19 @@ impl Call<'_> {
     /// Records that the provider accepted job `id`; later failures are final.
     pub fn accept(&self, id: &str) {
         let _ = self.accepted.set(id.to_string());
+    }
+
+    /// Records what an async adapter must know to pick up the jobs the
+    /// provider accepted so far, should this attempt not see them through
+    /// (its process stops): the adapter reads it back from `resume`.
+    pub fn accepted_state(&self, state: Value) {
+        if let Some(hook) = self.on_accept {
+            let token = ResumeToken { channel: self.channel.to_string(), state };
+            match serde_json::to_string(&token) {
+                Ok(text) => hook.accepted(text),
+                Err(e) => tracing::warn!(channel = %self.channel, error = %e, "the provider's job could not be recorded"),
+            }
+        }
     }
 
     /// Waits one poll interval, or stops if the task was cancelled.

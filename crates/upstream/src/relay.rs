@@ -15,10 +15,11 @@ use imagegate_core::{Backend, BackendError, CancelFlag, Catalog, Generation, Mod
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::channel::Channel;
+use crate::channel::{Channel, Resume};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, UpstreamConfig};
 use crate::picker::{self, Candidate};
+use crate::providers::ResumeToken;
 
 /// One channel's health as [`UpstreamBackend::status`] reports it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -59,6 +60,23 @@ impl std::fmt::Debug for UpstreamBackend {
 }
 
 impl UpstreamBackend {
+    /// Picks up the job channel `idx` accepted on an earlier attempt of
+    /// this task. No failover: the provider accepted (and bills) that job,
+    /// so whatever becomes of it is the task's outcome.
+    async fn resume(&self, job: &Job, idx: usize, state: &serde_json::Value, progress: &ProgressSink, cancel: &CancelFlag) -> Result<Generation, BackendError> {
+        let ch = &self.channels[idx];
+        tracing::info!(task = %job.task_id, channel = %ch.name, "resuming the job the provider accepted on an earlier attempt");
+        let result = ch.call(&job.spec, cancel, self.poll_interval, Resume { state: Some(state), on_accept: job.on_accept.as_ref() }).await;
+        ch.record(self.clock.now(), result.as_ref().map(|_| ()));
+        match result {
+            Ok(generation) => {
+                progress(Progress { task_id: job.task_id.clone(), step: 1, total: 1 });
+                Ok(generation)
+            }
+            Err(e) => Err(e.into_backend_error(&ch.name)),
+        }
+    }
+
     /// Builds the backend from the `[upstream]` config, resolving every
     /// channel's models against `catalog` and reading keys from env or files.
     pub fn from_config(config: &UpstreamConfig, catalog: &Catalog) -> Result<Self, ConfigError> {
@@ -177,6 +195,14 @@ impl Backend for UpstreamBackend {
         if serving.is_empty() {
             return Err(BackendError::Unavailable(format!("no upstream channel serves {}", spec.model)));
         }
+        let token = job.resume.as_deref().and_then(|t| serde_json::from_str::<ResumeToken>(t).ok());
+        if let Some(token) = &token {
+            match serving.iter().find(|&&i| self.channels[i].name == token.channel) {
+                Some(&idx) => return self.resume(job, idx, &token.state, progress, cancel).await,
+                None => tracing::warn!(task = %job.task_id, channel = %token.channel, "the channel that accepted this task's job no longer serves its model; submitting anew"),
+            }
+        }
+        let on_accept = Resume { state: None, on_accept: job.on_accept.as_ref() };
         let candidates: Vec<Candidate> = serving.iter().map(|&i| Candidate { index: i, priority: self.channels[i].priority, weight: self.channels[i].weight }).collect();
         let order = {
             // the lock only guards the RNG state; a poisoned one is still a fine RNG
@@ -205,7 +231,7 @@ impl Backend for UpstreamBackend {
             };
             attempts += 1;
             tracing::debug!(task = %job.task_id, channel = %ch.name, provider = ch.provider.as_str(), ?admission, attempt = attempts, "relaying");
-            let result = ch.call(spec, cancel, self.poll_interval).await;
+            let result = ch.call(spec, cancel, self.poll_interval, on_accept).await;
             drop(ticket);
             ch.record(self.clock.now(), result.as_ref().map(|_| ()));
             match result {

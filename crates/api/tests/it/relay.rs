@@ -5,10 +5,12 @@
 //! byte for byte; failover with a metered account charges exactly once;
 //! when every channel fails nothing is charged; `[models.routing]` chooses
 //! between a local backend and the channels; a synchronous relayed request
-//! starts at once instead of waiting for a worker loop.
+//! starts at once instead of waiting for a worker loop; a relay halted after
+//! the provider accepted its job resumes that job on its next attempt.
 
 mod direct;
 mod failover;
 mod harness;
+mod resume;
 mod routing;
 mod seeds;

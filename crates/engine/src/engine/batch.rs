@@ -123,7 +123,7 @@ mod tests {
     fn job(id: &str, count: u32, sampler: Option<Sampler>, seed: u64) -> Job {
         let mut spec = TaskSpec::simple("tiny", "a cat", Size::new(64, 64));
         (spec.count, spec.sampler, spec.seed) = (count, sampler, seed);
-        Job { task_id: id.into(), spec }
+        Job::new(id, spec)
     }
 
     #[test]

@@ -81,7 +81,7 @@ async fn the_engine_serves_a_checkpoint_with_the_pixels_of_its_folder() {
     let job = |model: &str| {
         let mut spec = TaskSpec::simple(model, "a photo of a cat", Size::new(64, 64));
         (spec.steps, spec.seed, spec.sampler) = (3, 9, Some(Sampler::KEuler));
-        Job { task_id: model.into(), spec }
+        Job::new(model, spec)
     };
     let (p, cancel) = (no_progress(), CancelFlag::new());
     let a = engine.generate(&job("my-finetune"), &p, &cancel).await.expect("checkpoint generates");

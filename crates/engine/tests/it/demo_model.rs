@@ -175,7 +175,7 @@ async fn the_demo_model_draws_held_out_captions_as_asked() {
         .map(|(i, s)| {
             let mut spec = TaskSpec::simple(DEMO_MODEL, &s.caption(), Size { width: 64, height: 64 });
             (spec.steps, spec.guidance, spec.sampler, spec.seed) = (entry.steps, entry.guidance, entry.sampler, SEED + i as u64);
-            Job { task_id: format!("heldout-{i}"), spec }
+            Job::new(format!("heldout-{i}"), spec)
         })
         .collect();
     let mut report = Vec::new();

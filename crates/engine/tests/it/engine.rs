@@ -17,7 +17,7 @@ fn engine() -> Engine {
 fn job(id: &str, seed: u64) -> Job {
     let mut spec = TaskSpec::simple("tiny-sd15", "a photo of a cat", Size::new(64, 64));
     (spec.steps, spec.seed, spec.sampler, spec.negative_prompt) = (3, seed, Some(Sampler::KEulerAncestral), Some("blurry".into()));
-    Job { task_id: id.into(), spec }
+    Job::new(id, spec)
 }
 
 fn entry(id: &str, family: Family) -> ModelEntry {

@@ -120,7 +120,7 @@ fn flux_refuses_other_samplers_and_sizes_off_the_patch_grid() {
 fn job(model: &str, seed: u64) -> Job {
     let mut spec = TaskSpec::simple(model, "a photo of a cat", Size::new(64, 64));
     (spec.steps, spec.seed, spec.sampler) = (4, seed, None);
-    Job { task_id: format!("{model}-{seed}"), spec }
+    Job::new(format!("{model}-{seed}"), spec)
 }
 
 #[tokio::test]

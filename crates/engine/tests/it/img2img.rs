@@ -84,7 +84,7 @@ async fn the_engine_takes_init_images_as_data_uris() {
     let mut spec = TaskSpec::simple("tiny-sd15", "a cat", Size::new(32, 32));
     (spec.steps, spec.sampler) = (4, Some(Sampler::KEuler));
     spec.init_image = Some(InitImage { source: png_data_uri(90), strength: 0.5, mask: None });
-    let g = engine.generate(&Job { task_id: "i2i".into(), spec }, &no_progress(), &CancelFlag::new()).await.unwrap();
+    let g = engine.generate(&Job::new("i2i", spec), &no_progress(), &CancelFlag::new()).await.unwrap();
     let reader = png::Decoder::new(std::io::Cursor::new(&g.images[0].bytes)).read_info().unwrap();
     let text = &reader.info().uncompressed_latin1_text[0].text;
     assert!(text.ends_with("Denoising strength: 0.5"), "{text}");

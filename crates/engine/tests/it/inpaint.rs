@@ -110,10 +110,10 @@ async fn the_engine_inpaints_a_task_with_a_mask() {
     let mut spec = TaskSpec::simple("tiny-sd15-inpaint", "a cat", Size::new(32, 32));
     (spec.steps, spec.sampler) = (3, Some(Sampler::KEuler));
     spec.init_image = Some(InitImage { source: picture(90), strength: 1.0, mask: Some(mask(|x, _| x < 16)) });
-    let g = engine.generate(&Job { task_id: "inpaint".into(), spec: spec.clone() }, &no_progress(), &CancelFlag::new()).await.unwrap();
+    let g = engine.generate(&Job::new("inpaint", spec.clone()), &no_progress(), &CancelFlag::new()).await.unwrap();
     let img = image::load_from_memory(&g.images[0].bytes).unwrap();
     assert_eq!((img.width(), img.height()), (32, 32));
     spec.init_image.as_mut().unwrap().mask = Some("data:image/png;base64,AAAA".into());
-    let bad = engine.generate(&Job { task_id: "bad-mask".into(), spec }, &no_progress(), &CancelFlag::new()).await;
+    let bad = engine.generate(&Job::new("bad-mask", spec), &no_progress(), &CancelFlag::new()).await;
     assert!(format!("{:?}", bad.unwrap_err()).contains("mask"));
 }

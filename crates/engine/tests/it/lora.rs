@@ -70,7 +70,7 @@ fn a_lora_made_for_another_model_is_refused() {
 fn job(id: &str, loras: Vec<LoraSpec>) -> Job {
     let mut spec = TaskSpec::simple("tiny-sd15", "a photo of a cat", Size::new(32, 32));
     (spec.steps, spec.seed, spec.sampler, spec.loras) = (2, 9, Some(Sampler::KEuler), loras);
-    Job { task_id: id.into(), spec }
+    Job::new(id, spec)
 }
 
 #[tokio::test]

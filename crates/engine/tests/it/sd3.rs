@@ -93,7 +93,7 @@ async fn sd3_tasks_come_back_as_pngs_and_repeat_by_seed() {
     let job = |seed| {
         let mut spec = TaskSpec::simple("sd35-tiny", "a photo of a cat", Size::new(64, 64));
         (spec.steps, spec.seed, spec.sampler) = (3, seed, None);
-        Job { task_id: format!("sd3-{seed}"), spec }
+        Job::new(format!("sd3-{seed}"), spec)
     };
     let (p, cancel) = (no_progress(), CancelFlag::new());
     let a = engine.generate(&job(1), &p, &cancel).await.expect("sd3 generates");

@@ -86,7 +86,7 @@ pub async fn run(config: Config, args: GenerateArgs) -> anyhow::Result<()> {
             bar.set_position(u64::from(p.step));
         })
     };
-    let job = Job { task_id: "cli".into(), spec: spec.clone() };
+    let job = Job::new("cli", spec.clone());
     let generation = backend.generate(&job, &sink, &CancelFlag::new()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     bar.finish_and_clear();
     if let Some(note) = &generation.note {

@@ -184,6 +184,22 @@ async fn released_tasks_requeue_at_once_with_their_attempt_given_back() {
 }
 
 #[tokio::test]
+async fn a_recorded_provider_job_comes_back_with_the_next_claim() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let id = submit(db, &a.id, spec("m", 512), None).await.unwrap().task().id.clone();
+        assert_eq!(db.claim_tasks("w1", 1, -1).await.unwrap()[0].provider_job, None);
+        assert!(!db.record_provider_job(&id, "intruder", "x").await.unwrap(), "only the lease holder records");
+        assert!(db.record_provider_job(&id, "w1", r#"{"channel":"bfl","state":[]}"#).await.unwrap());
+        // w1 dies; the sweeper requeues; the next claim carries the job.
+        db.requeue_expired().await.unwrap();
+        let next = db.claim_tasks("w2", 1, 30_000).await.unwrap();
+        assert_eq!(next[0].provider_job.as_deref(), Some(r#"{"channel":"bfl","state":[]}"#));
+    }
+}
+
+#[tokio::test]
 async fn heartbeats_keep_leases_alive() {
     for s in ScratchDb::all().await {
         let db = &s.db;

@@ -2,7 +2,9 @@
 //! <https://docs.bfl.ai/api-reference> documents them (header `x-key`;
 //! answers `{"id", "polling_url"}`, then `Pending` once and `Ready` with
 //! `result.sample` pointing at this double's `/files`). A prompt containing
-//! "moderate" ends in `Request Moderated`; one containing "explode" in `Error`.
+//! "moderate" ends in `Request Moderated`; one containing "explode" in `Error`;
+//! one containing "linger" stays `Pending` for its first 200 polls (a job
+//! still running at the provider when its task's process stops).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -95,7 +97,7 @@ async fn get_result(State(st): State<St>, Query(q): Query<HashMap<String, String
     let mut jobs = st.jobs.lock().unwrap();
     let Some(job) = jobs.get_mut(&id) else { return reply(200, json!({"id": id, "status": "Task not found", "result": null})) };
     job.0 += 1;
-    if job.0 == 1 {
+    if job.0 == 1 || (job.1.contains("linger") && job.0 <= 200) {
         return reply(200, json!({"id": id, "status": "Pending", "result": null, "progress": 0.4}));
     }
     if job.1.contains("moderate") {

@@ -11,6 +11,8 @@
 //! Moderated" | "Error" | "Task not found", "result": {"sample", "seed"}}`.
 //! One image per job, so n images are n jobs (submitted together, then polled).
 //! The key is sent to a `polling_url` only on BFL's hosts or the configured one.
+//! Each accepted job (id, polling URL, seed) is recorded as it is accepted,
+//! so a later attempt of the task polls it instead of paying for it again.
 
 use serde_json::{Map, Value, json};
 
@@ -27,6 +29,15 @@ struct Submitted {
     id: String,
     #[serde(default)]
     polling_url: Option<String>,
+}
+
+/// One accepted job: what polling it needs, and what a later attempt
+/// resumes (the resume state is the list of these).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Accepted {
+    id: String,
+    polling_url: String,
+    seed: u64,
 }
 
 #[derive(serde::Deserialize)]
@@ -78,17 +89,22 @@ fn body(call: &Call<'_>, seed: u64) -> Map<String, Value> {
 #[async_trait::async_trait]
 impl Adapter for Bfl {
     async fn generate(&self, call: &Call<'_>) -> Result<Output, UpstreamError> {
-        let mut jobs = Vec::new();
-        for n in 0..u64::from(call.spec.count.max(1)) {
+        // Jobs an earlier attempt got accepted are polled, not submitted again.
+        let mut jobs: Vec<Accepted> = match call.resume {
+            Some(state) => serde_json::from_value(state.clone()).map_err(|e| UpstreamError::BadResponse(format!("unreadable resume state: {e}")))?,
+            None => Vec::new(),
+        };
+        for n in jobs.len() as u64..u64::from(call.spec.count.max(1)) {
             let seed = call.spec.seed.wrapping_add(n) % 4_294_967_296;
             let req = call.http.post(call.url(&format!("/{}", call.model))).header("x-key", call.key()).json(&body(call, seed));
             let sub: Submitted = http::json(http::send_ok(req).await?).await?;
             call.accept(&sub.id);
-            let poll = sub.polling_url.clone().unwrap_or_else(|| call.url(&format!("/get_result?id={}", sub.id)));
-            jobs.push((sub.id, poll, seed));
+            let polling_url = sub.polling_url.clone().unwrap_or_else(|| call.url(&format!("/get_result?id={}", sub.id)));
+            jobs.push(Accepted { id: sub.id, polling_url, seed });
+            call.accepted_state(serde_json::to_value(&jobs).unwrap_or_default());
         }
         let mut images = Vec::with_capacity(jobs.len());
-        for (id, poll_url, seed) in &jobs {
+        for Accepted { id, polling_url: poll_url, seed } in &jobs {
             let url = loop {
                 let mut req = call.http.get(poll_url);
                 // BFL hands out regional polling URLs (api.us1.bfl.ai, …); the key
@@ -109,6 +125,6 @@ impl Adapter for Bfl {
             };
             images.push(RawImage::Url { url: url.0, seed: Some(url.1) });
         }
-        Ok(Output { images, request_id: jobs.first().map(|j| j.0.clone()), ..Output::default() })
+        Ok(Output { images, request_id: jobs.first().map(|j| j.id.clone()), ..Output::default() })
     }
 }

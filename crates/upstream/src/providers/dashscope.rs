@@ -86,11 +86,20 @@ impl DashScope {
         if let Some(neg) = params.remove("negative_prompt") {
             input.insert("negative_prompt".into(), neg);
         }
-        let body = json!({"model": call.model, "input": input, "parameters": params});
-        let req = call.bearer(call.http.post(call.url("/services/aigc/text2image/image-synthesis"))).header("X-DashScope-Async", "enable").json(&body);
-        let submitted: TaskAnswer = http::json(http::send_ok(req).await?).await?;
-        let task_id = submitted.output.task_id.ok_or_else(|| UpstreamError::BadResponse("no output.task_id".into()))?;
-        call.accept(&task_id);
+        // A task an earlier attempt got accepted is polled, not submitted again.
+        let resumed = call.resume.and_then(|s| s.get("task_id")).and_then(Value::as_str).map(str::to_string);
+        let task_id = match resumed {
+            Some(id) => id,
+            None => {
+                let body = json!({"model": call.model, "input": input, "parameters": params});
+                let req = call.bearer(call.http.post(call.url("/services/aigc/text2image/image-synthesis"))).header("X-DashScope-Async", "enable").json(&body);
+                let submitted: TaskAnswer = http::json(http::send_ok(req).await?).await?;
+                let task_id = submitted.output.task_id.ok_or_else(|| UpstreamError::BadResponse("no output.task_id".into()))?;
+                call.accept(&task_id);
+                call.accepted_state(json!({ "task_id": task_id }));
+                task_id
+            }
+        };
         loop {
             call.poll_wait().await?;
             let req = call.bearer(call.http.get(call.url(&format!("/tasks/{task_id}"))));

@@ -173,7 +173,7 @@ async fn cancelling_stops_a_running_call_without_blaming_the_channel() {
     a.set_delay(Duration::from_secs(5));
     let relay = backend(&cfg("[breaker]\nfailure_threshold = 1", &[ch("a", &a.base, "")]));
     let cancel = imagegate_core::CancelFlag::new();
-    let job = imagegate_core::backend::Job { task_id: "t".into(), spec: task() };
+    let job = imagegate_core::backend::Job::new("t", task());
     let flag = cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -229,7 +229,7 @@ async fn a_claimed_batch_is_relayed_concurrently() {
     let a = scripted::start([]).await;
     a.set_delay(Duration::from_millis(400));
     let relay = backend(&cfg("", &[ch("a", &a.base, "")]));
-    let jobs: Vec<_> = (0..4).map(|i| imagegate_core::backend::Job { task_id: format!("t{i}"), spec: task() }).collect();
+    let jobs: Vec<_> = (0..4).map(|i| imagegate_core::backend::Job::new(format!("t{i}"), task())).collect();
     let started = std::time::Instant::now();
     let results = relay.generate_batch(&jobs, &imagegate_core::backend::no_progress(), &imagegate_core::CancelFlag::new()).await;
     assert!(results.iter().all(Result::is_ok));

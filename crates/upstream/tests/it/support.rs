@@ -45,8 +45,19 @@ pub fn with_extras(mut s: TaskSpec, extras: serde_json::Value) -> TaskSpec {
 
 /// Runs one task through the backend.
 pub async fn generate(backend: &UpstreamBackend, spec: TaskSpec) -> Result<Generation, BackendError> {
-    let job = Job { task_id: "task-1".into(), spec };
+    let job = Job::new("task-1", spec);
     backend.generate(&job, &no_progress(), &CancelFlag::new()).await
+}
+
+/// Runs `job` on `b`, collecting what the relay reports as accepted.
+pub async fn run_recording(b: &imagegate_upstream::UpstreamBackend, mut job: imagegate_core::backend::Job) -> (Result<imagegate_core::Generation, BackendError>, Vec<String>) {
+    use imagegate_core::Backend;
+    let tokens = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = tokens.clone();
+    job.on_accept = Some(imagegate_core::backend::AcceptHook::new(move |t| sink.lock().unwrap().push(t)));
+    let out = b.generate(&job, &imagegate_core::backend::no_progress(), &imagegate_core::CancelFlag::new()).await;
+    let tokens = tokens.lock().unwrap().clone();
+    (out, tokens)
 }
 
 /// A channel table entry for `provider` at `base`, with a key file holding `key`.

@@ -5,7 +5,7 @@ use imagegate_core::{BackendError, ImageFormat, ModerationStage};
 use serde_json::json;
 
 use crate::doubles::bfl;
-use crate::support::{backend, channel, config, generate, spec, with_extras};
+use crate::support::{backend, channel, config, generate, run_recording, spec, with_extras};
 
 #[tokio::test]
 async fn kontext_job_is_submitted_polled_and_downloaded() {
@@ -63,4 +63,48 @@ async fn validation_errors_from_submit_are_not_failed_over() {
     let b = backend(&config(&[channel("bfl", "bfl", &format!("{}/v1", d.base), "k")]));
     let err = generate(&b, with_extras(spec("flux-kontext-max", "a cat", 1024, 1024), json!({"safety_tolerance": 9}))).await.unwrap_err();
     assert!(matches!(&err, BackendError::Upstream { retryable: false, message, .. } if message.contains("422")), "{err:?}");
+}
+
+#[tokio::test]
+async fn each_accepted_job_is_recorded_and_a_later_attempt_polls_it_instead_of_paying_again() {
+    let d = bfl::start("k").await;
+    let b = backend(&config(&[channel("bfl-main", "bfl", &format!("{}/v1", d.base), "k")]));
+    let mut s = spec("FLUX-1.1-pro", "a cat", 1024, 768);
+    s.count = 2;
+    let (first, tokens) = run_recording(&b, imagegate_core::backend::Job::new("t", s.clone())).await;
+    assert_eq!(first.unwrap().images.len(), 2);
+    assert_eq!(tokens.len(), 2, "one record per accepted job");
+    let last: serde_json::Value = serde_json::from_str(&tokens[1]).unwrap();
+    assert_eq!(last["channel"], "bfl-main");
+    assert_eq!(last["state"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect::<Vec<_>>(), ["job-1", "job-2"]);
+
+    // The task runs again (its process stopped after the provider accepted both jobs).
+    let mut again = imagegate_core::backend::Job::new("t", s.clone());
+    again.resume = Some(tokens[1].clone());
+    let (second, more) = run_recording(&b, again).await;
+    let g = second.unwrap();
+    assert_eq!((g.images.len(), g.images[0].seed, g.images[1].seed), (2, 42, 43));
+    assert_eq!(d.log.to("/v1/flux-pro-1.1").len(), 2, "nothing submitted again");
+    assert!(more.is_empty());
+
+    // Stopped after the first of two jobs: only the second is submitted.
+    let mut half = imagegate_core::backend::Job::new("t", s);
+    half.resume = Some(tokens[0].clone());
+    let (third, more) = run_recording(&b, half).await;
+    assert_eq!(third.unwrap().images.len(), 2);
+    assert_eq!(d.log.to("/v1/flux-pro-1.1").len(), 3, "one more job, not two");
+    let recorded: serde_json::Value = serde_json::from_str(&more[0]).unwrap();
+    assert_eq!(recorded["state"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect::<Vec<_>>(), ["job-1", "job-3"]);
+}
+
+#[tokio::test]
+async fn a_resumed_job_whose_channel_is_gone_is_submitted_anew() {
+    let d = bfl::start("k").await;
+    let b = backend(&config(&[channel("bfl-new", "bfl", &format!("{}/v1", d.base), "k")]));
+    let mut job = imagegate_core::backend::Job::new("t", spec("flux-kontext-pro", "a cat", 1024, 1024));
+    job.resume = Some(json!({"channel": "bfl-removed", "state": [{"id": "job-9", "polling_url": "http://127.0.0.1:9/x", "seed": 1}]}).to_string());
+    let (out, tokens) = run_recording(&b, job).await;
+    assert_eq!(out.unwrap().provider_request_id.as_deref(), Some("job-1"));
+    assert_eq!(tokens.len(), 1);
+    assert!(d.log.to("/v1/get_result?id=job-9").is_empty());
 }

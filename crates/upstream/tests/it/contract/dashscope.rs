@@ -5,7 +5,7 @@ use imagegate_core::BackendError;
 use serde_json::json;
 
 use crate::doubles::dashscope;
-use crate::support::{backend, channel, config, generate, spec, with_extras};
+use crate::support::{backend, channel, config, generate, run_recording, spec, with_extras};
 
 #[tokio::test]
 async fn qwen_image_task_is_submitted_polled_and_downloaded() {
@@ -24,6 +24,24 @@ async fn qwen_image_task_is_submitted_polled_and_downloaded() {
     );
     assert_eq!(d.log.to("/api/v1/tasks/task-1").len(), 2, "RUNNING once, then SUCCEEDED");
     assert_eq!((g.images[0].width, g.images[0].height), (64, 48), "the result URL was downloaded");
+}
+
+#[tokio::test]
+async fn an_accepted_task_is_recorded_and_a_later_attempt_polls_it_instead_of_paying_again() {
+    let d = dashscope::start("ds-key").await;
+    let b = backend(&config(&[channel("ds", "dashscope", &format!("{}/api/v1", d.base), "ds-key")]));
+    let s = spec("Qwen-Image", "A beautiful sunset over a calm ocean", 1328, 1328);
+    let (first, tokens) = run_recording(&b, imagegate_core::backend::Job::new("t", s.clone())).await;
+    first.unwrap();
+    assert_eq!(tokens.len(), 1);
+    let token: serde_json::Value = serde_json::from_str(&tokens[0]).unwrap();
+    assert_eq!(token, json!({"channel": "ds", "state": {"task_id": "task-1"}}));
+    let mut again = imagegate_core::backend::Job::new("t", s);
+    again.resume = Some(tokens[0].clone());
+    let (second, more) = run_recording(&b, again).await;
+    assert_eq!(second.unwrap().provider_request_id.as_deref(), Some("task-1"));
+    assert!(more.is_empty());
+    assert_eq!(d.log.to("/api/v1/services/aigc/text2image/image-synthesis").len(), 1, "submitted once");
 }
 
 #[tokio::test]
