@@ -66,6 +66,26 @@ impl StorageConfig {
     pub fn objects(&self) -> String {
         self.objects.clone().unwrap_or_else(|| self.data_dir.join("objects").display().to_string())
     }
+
+    /// Rejects URL lifetimes that would sign dead links: zero; over the 7
+    /// days S3 allows a presigned URL (S3 would refuse every image link,
+    /// not the config); or, for the folder store, so long that the expiry
+    /// arithmetic overflows (over ten years).
+    pub fn check(&self) -> Result<(), String> {
+        const S3_MAX: u64 = 7 * 24 * 3600;
+        const LOCAL_MAX: u64 = 10 * 365 * 24 * 3600;
+        let ttl = self.url_ttl_secs;
+        if ttl == 0 {
+            return Err("url_ttl_secs must be at least 1".into());
+        }
+        if self.objects().starts_with("s3://") && ttl > S3_MAX {
+            return Err(format!("url_ttl_secs is {ttl}, but S3 presigned URLs live at most {S3_MAX} s (7 days)"));
+        }
+        if ttl > LOCAL_MAX {
+            return Err(format!("url_ttl_secs is {ttl}; at most {LOCAL_MAX} (ten years) is allowed"));
+        }
+        Ok(())
+    }
 }
 
 /// `[models]`.
@@ -123,6 +143,7 @@ impl Config {
         let config: Self = toml::Value::Table(doc).try_into().context("invalid configuration")?;
         config.queue.check().map_err(|e| anyhow::anyhow!("[queue]: {e}"))?;
         config.server.check().map_err(|e| anyhow::anyhow!("[server]: {e}"))?;
+        config.storage.check().map_err(|e| anyhow::anyhow!("[storage]: {e}"))?;
         Ok(config)
     }
 
@@ -232,9 +253,16 @@ mod tests {
     }
 
     #[test]
-    fn durations_that_would_panic_a_timer_fail_the_load_naming_their_section_and_field() {
+    fn settings_that_would_panic_or_sign_dead_links_fail_the_load_naming_section_and_field() {
         let dir = tempfile::tempdir().unwrap();
-        for (text, want) in [("[queue]\ndrain_secs = -1\n", "[queue]: drain_secs must be"), ("[server]\nsync_wait_secs = inf\n", "[server]: sync_wait_secs must be")] {
+        let cases = [
+            ("[queue]\ndrain_secs = -1\n", "[queue]: drain_secs must be"),
+            ("[server]\nsync_wait_secs = inf\n", "[server]: sync_wait_secs must be"),
+            ("[storage]\nurl_ttl_secs = 0\n", "[storage]: url_ttl_secs must be at least 1"),
+            ("[storage]\nobjects = \"s3://b/p\"\nurl_ttl_secs = 604801\n", "[storage]: url_ttl_secs is 604801, but S3 presigned URLs live at most 604800 s"),
+            ("[storage]\nurl_ttl_secs = 9223372036854775807\n", "[storage]: url_ttl_secs is 9223372036854775807; at most"),
+        ];
+        for (text, want) in cases {
             let path = dir.path().join("c.toml");
             std::fs::write(&path, text).unwrap();
             let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
