@@ -103,7 +103,8 @@ impl AppState {
 
     /// Waits for a task to end, up to the configured synchronous deadline:
     /// 504 carrying the task id when it passes (the task goes on), or when
-    /// this process halts on its way down (the task goes back to the queue).
+    /// this process halts on its way down (the task is kept: a worker
+    /// finishes it, elsewhere or after a restart).
     pub async fn wait_for(&self, task_id: &str) -> Result<TaskView, AppError> {
         let deadline = Instant::now() + Duration::from_secs_f64(self.config.sync_wait_secs);
         let poll = Duration::from_millis(self.queue.config.poll_ms.max(50));
@@ -111,7 +112,7 @@ impl AppState {
             Some(t) => Ok(t),
             None if self.queue.halted() => Err(AppError::new(
                 ErrorCode::Timeout,
-                format!("this server is shutting down; task {task_id} is back in the queue and runs on the next worker; fetch it later from GET /v1/tasks/{task_id}"),
+                format!("this server is shutting down; task {task_id} is kept and finished by a worker (here after a restart, or elsewhere); fetch it later from GET /v1/tasks/{task_id}"),
             )
             .with_task(task_id)),
             None => Err(AppError::new(ErrorCode::Timeout, format!("task {task_id} is still running; fetch it later from GET /v1/tasks/{task_id}")).with_task(task_id)),
