@@ -9,7 +9,8 @@
 //! 1. **Quiet**: worker loops claim nothing more and end after their current
 //!    batch; runs already going get `drain_secs` to finish, store their
 //!    images and complete as usual.
-//! 2. **Halt**, when `drain_secs` pass: runs still going tell their backend
+//! 2. **Halt**, when `drain_secs` pass (or, in a process with worker loops,
+//!    as soon as its runs are done): runs still going tell their backend
 //!    to cancel and give their tasks back to the queue at once, with the
 //!    attempt given back. Synchronous waiters in this process are released
 //!    (they answer 504 with the task id, which the client can fetch later),
@@ -121,8 +122,15 @@ impl Shutdown {
 }
 
 impl Queue {
-    /// Begins shutting down: worker loops stop claiming now, and after the
-    /// configured drain time runs still going are halted. Idempotent.
+    /// Begins shutting down: worker loops stop claiming now, and runs still
+    /// going after the configured drain time are halted. Idempotent.
+    ///
+    /// A process with worker loops halts as soon as its runs are done, not
+    /// at the end of the drain time: the synchronous requests still open
+    /// then wait for queued tasks that no loop here will claim, so they may
+    /// as well have their 504 and task id now. A process without loops (an
+    /// API node) waits the whole drain time: workers elsewhere may still
+    /// finish what its requests wait for.
     pub fn begin_shutdown(self: &Arc<Self>) {
         if !self.shutdown.advance(Phase::Quiet) {
             return;
@@ -131,7 +139,11 @@ impl Queue {
         tracing::info!(drain_secs = grace.as_secs_f64(), "no longer claiming tasks; runs in flight may finish");
         let queue = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
+            let runs_here = queue.config.workers > 0;
+            tokio::select! {
+                () = tokio::time::sleep(grace) => {}
+                () = queue.shutdown.none_running(), if runs_here => {}
+            }
             queue.halt();
         });
     }
@@ -140,7 +152,8 @@ impl Queue {
     /// released. Implies [`Queue::begin_shutdown`]'s quiet.
     pub fn halt(&self) {
         if self.shutdown.advance(Phase::Halt) {
-            tracing::warn!("halting: runs still going give their tasks back to the queue");
+            let running = self.shutdown.runs.load(Ordering::Acquire);
+            tracing::info!(runs = running, "halting: runs still going give their tasks back to the queue, waiting requests are answered");
             self.hub.close();
         }
     }

@@ -91,3 +91,34 @@ async fn a_synchronous_client_waiting_at_the_halt_gets_its_task_id() {
     assert!(body["error"]["message"].as_str().unwrap().starts_with("this server is shutting down;"), "{body}");
     assert_eq!(app.state.db.get_task(task_id).await.unwrap().unwrap().state, TaskState::Queued, "it runs again in the next process");
 }
+
+#[tokio::test]
+async fn once_its_runs_are_done_a_process_with_workers_answers_the_rest_at_once() {
+    // One loop, one task at a time: A runs, B waits in the queue.
+    let queue = QueueConfig { workers: 1, batch_max: 1, poll_ms: 50, drain_secs: 600.0, ..QueueConfig::default() };
+    let mut app = TestApp::spawn_with(TestAppOptions { backends: vec![SyntheticBackend::with_delay(Duration::from_millis(500))], queue, ..TestAppOptions::default() }).await;
+    let send = |prompt: &str| {
+        let (client, url, key) = (app.client.clone(), app.url("/v1/images/generations"), app.admin_key.clone());
+        let body = json!({"prompt": prompt, "model": "gpt-image-1"});
+        tokio::spawn(async move { client.post(url).bearer_auth(key).json(&body).send().await.unwrap() })
+    };
+    let a = send("first");
+    let db = app.state.db.clone();
+    while db.running_by_account().await.unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let b = send("second");
+    while db.count_unfinished().await.unwrap() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Far inside the 600 s drain: A's run ends, then B is answered.
+    shut_down_within(&mut app, Duration::from_secs(20)).await;
+
+    assert_eq!(a.await.unwrap().status(), 200, "the run in flight finished");
+    let b = b.await.unwrap();
+    assert_eq!(b.status(), 504);
+    let body: Value = b.json().await.unwrap();
+    let id = body["error"]["task_id"].as_str().unwrap();
+    assert_eq!(db.get_task(id).await.unwrap().unwrap().state, TaskState::Queued, "kept for the next start");
+}
