@@ -152,8 +152,10 @@ impl Queue {
     /// released. Implies [`Queue::begin_shutdown`]'s quiet.
     pub fn halt(&self) {
         if self.shutdown.advance(Phase::Halt) {
-            let running = self.shutdown.runs.load(Ordering::Acquire);
-            tracing::info!(runs = running, "halting: runs still going give their tasks back to the queue, waiting requests are answered");
+            match self.shutdown.runs.load(Ordering::Acquire) {
+                0 => tracing::info!("no runs left here; answering the requests still waiting"),
+                n => tracing::warn!(runs = n, "halting: runs still going give their tasks back to the queue; answering the requests still waiting"),
+            }
             self.hub.close();
         }
     }
