@@ -429,6 +429,7 @@ impl Db {
         let row = sqlx::query(
             "UPDATE tasks SET state = CASE WHEN $1 = 1 AND attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
              finished_at = CASE WHEN $1 = 1 AND attempts < max_attempts THEN NULL ELSE $2 END, \
+             progress_step = CASE WHEN $1 = 1 AND attempts < max_attempts THEN 0 ELSE progress_step END, \
              lease_owner = NULL, lease_expires_at = NULL, error_code = $3, error_message = $4, updated_at = $2 \
              WHERE id = $5 AND lease_owner = $6 AND state = 'running' RETURNING state",
         )
@@ -464,7 +465,7 @@ impl Db {
         let mut released = Vec::with_capacity(ids.len());
         for id in ids {
             let res = sqlx::query(
-                "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
+                "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, progress_step = 0, \
                  attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = $1 \
                  WHERE id = $2 AND lease_owner = $3 AND state = 'running'",
             )
@@ -487,7 +488,7 @@ impl Db {
         let now = now_ms();
         let mut tx = self.write.begin().await?;
         let requeued = sqlx::query(
-            "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+            "UPDATE tasks SET state = 'queued', lease_owner = NULL, lease_expires_at = NULL, progress_step = 0, updated_at = $1 \
              WHERE state = 'running' AND lease_expires_at < $1 AND attempts < max_attempts RETURNING id",
         )
         .bind(now)

@@ -149,8 +149,10 @@ async fn lapsed_leases_requeue_then_fail() {
         let a = db.create_account("a", "free", false).await.unwrap();
         let id = submit(db, &a.id, spec("m", 512), None).await.unwrap().task().id.clone();
         db.claim_tasks("dead", 1, -1).await.unwrap();
+        db.set_progress(&id, "dead", 7, 20).await.unwrap();
         let (requeued, failed) = db.requeue_expired().await.unwrap();
         assert_eq!((requeued, failed.len()), (vec![id.clone()], 0));
+        assert_eq!(db.get_task(&id).await.unwrap().unwrap().progress, (0, 20), "requeued with no steps done");
         db.claim_tasks("dead-again", 1, -1).await.unwrap();
         let (requeued, failed) = db.requeue_expired().await.unwrap();
         assert_eq!((requeued.len(), failed), (0, vec![id.clone()]));
@@ -167,11 +169,12 @@ async fn released_tasks_requeue_at_once_with_their_attempt_given_back() {
         let a = db.create_account("a", "free", false).await.unwrap();
         let id = submit(db, &a.id, spec("m", 512), None).await.unwrap().task().id.clone();
         db.claim_tasks("stopping", 1, 30_000).await.unwrap();
+        db.set_progress(&id, "stopping", 5, 20).await.unwrap();
         let ids = [id.clone(), "task_not_held".to_string()];
         assert!(db.release_tasks("someone-else", &ids).await.unwrap().is_empty(), "only the lease holder gives a task back");
         assert_eq!(db.release_tasks("stopping", &ids).await.unwrap(), vec![id.clone()]);
         let t = db.get_task(&id).await.unwrap().unwrap();
-        assert_eq!((t.state, t.attempts), (TaskState::Queued, 0));
+        assert_eq!((t.state, t.attempts, t.progress), (TaskState::Queued, 0, (0, 20)), "a queued task shows no steps done");
         // Released on every attempt, it is never failed for it.
         for _ in 0..3 {
             let claimed = db.claim_tasks("next", 1, 30_000).await.unwrap();
@@ -196,6 +199,19 @@ async fn a_recorded_provider_job_comes_back_with_the_next_claim() {
         db.requeue_expired().await.unwrap();
         let next = db.claim_tasks("w2", 1, 30_000).await.unwrap();
         assert_eq!(next[0].provider_job.as_deref(), Some(r#"{"channel":"bfl","state":[]}"#));
+    }
+}
+
+#[tokio::test]
+async fn a_retried_failure_goes_back_with_no_steps_done() {
+    for s in ScratchDb::all().await {
+        let db = &s.db;
+        let a = db.create_account("a", "free", false).await.unwrap();
+        let id = submit(db, &a.id, spec("m", 512), None).await.unwrap().task().id.clone();
+        db.claim_tasks("w1", 1, 30_000).await.unwrap();
+        db.set_progress(&id, "w1", 3, 20).await.unwrap();
+        assert_eq!(db.fail_task(&id, "w1", "upstream_error", "502", true).await.unwrap(), Some(TaskState::Queued));
+        assert_eq!(db.get_task(&id).await.unwrap().unwrap().progress, (0, 20));
     }
 }
 
