@@ -108,15 +108,15 @@ impl AppState {
     pub async fn wait_for(&self, task_id: &str) -> Result<TaskView, AppError> {
         let deadline = Instant::now() + Duration::from_secs_f64(self.config.sync_wait_secs);
         let poll = Duration::from_millis(self.queue.config.poll_ms.max(50));
-        match self.queue.hub.wait_terminal(&self.db, task_id, deadline, poll).await? {
-            Some(t) => Ok(t),
-            None if self.queue.halted() => Err(AppError::new(
-                ErrorCode::Timeout,
-                format!("this server is shutting down; task {task_id} is kept and finished by a worker (here after a restart, or elsewhere); fetch it later from GET /v1/tasks/{task_id}"),
-            )
-            .with_task(task_id)),
-            None => Err(AppError::new(ErrorCode::Timeout, format!("task {task_id} is still running; fetch it later from GET /v1/tasks/{task_id}")).with_task(task_id)),
+        if let Some(t) = self.queue.hub.wait_terminal(&self.db, task_id, deadline, poll).await? {
+            return Ok(t);
         }
+        let why = if self.queue.halted() {
+            format!("this server is shutting down; task {task_id} is kept and finished by a worker (here after a restart, or elsewhere)")
+        } else {
+            format!("task {task_id} is still running")
+        };
+        Err(AppError::new(ErrorCode::Timeout, format!("{why}; fetch it later from GET /v1/tasks/{task_id}")).with_task(task_id))
     }
 
     /// Reads a task the caller owns (admins see all); 404 otherwise.

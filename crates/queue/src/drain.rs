@@ -34,8 +34,9 @@ use crate::worker::Queue;
 /// process stops waiting for them (a hung database should not hang exit).
 const HAND_BACK_BOUND: Duration = Duration::from_secs(10);
 
+/// How far shutting down has come; each phase includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Phase {
+pub(crate) enum Phase {
     Running,
     Quiet,
     Halt,
@@ -62,31 +63,24 @@ pub(crate) struct RunGuard<'a>(&'a Shutdown);
 
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
-        if self.0.runs.fetch_sub(1, Ordering::AcqRel) == 1 && self.0.quiet() {
+        if self.0.runs.fetch_sub(1, Ordering::AcqRel) == 1 && self.0.at(Phase::Quiet) {
             self.0.none_running.notify_waiters();
         }
     }
 }
 
 impl Shutdown {
-    /// True once shutting down began: claim nothing more.
-    pub(crate) fn quiet(&self) -> bool {
-        *self.phase.borrow() >= Phase::Quiet
+    /// True once shutting down reached `phase` (`Quiet`: claim nothing
+    /// more; `Halt`: runs give their tasks back).
+    pub(crate) fn at(&self, phase: Phase) -> bool {
+        *self.phase.borrow() >= phase
     }
 
-    /// Resolves when shutting down begins.
-    pub(crate) fn quieted(&self) -> impl Future<Output = ()> + 'static {
+    /// Resolves once shutting down reaches `phase`.
+    pub(crate) fn reached(&self, phase: Phase) -> impl Future<Output = ()> + 'static {
         let mut rx = self.phase.subscribe();
         async move {
-            let _ = rx.wait_for(|p| *p >= Phase::Quiet).await;
-        }
-    }
-
-    /// Resolves when runs must stop and give their tasks back.
-    pub(crate) fn halted(&self) -> impl Future<Output = ()> + 'static {
-        let mut rx = self.phase.subscribe();
-        async move {
-            let _ = rx.wait_for(|p| *p == Phase::Halt).await;
+            let _ = rx.wait_for(|p| *p >= phase).await;
         }
     }
 
@@ -162,7 +156,7 @@ impl Queue {
 
     /// True once runs were halted: this process finishes nothing more.
     pub fn halted(&self) -> bool {
-        *self.shutdown.phase.borrow() == Phase::Halt
+        self.shutdown.at(Phase::Halt)
     }
 
     /// After [`Queue::begin_shutdown`]: waits for `workers` (the loops from
@@ -177,7 +171,7 @@ impl Queue {
             self.shutdown.none_running().await;
         };
         let halted_and_bounded = async {
-            self.shutdown.halted().await;
+            self.shutdown.reached(Phase::Halt).await;
             tokio::time::sleep(HAND_BACK_BOUND).await;
         };
         tokio::select! {

@@ -125,6 +125,15 @@ impl CompletionHub {
         }
     }
 
+    /// What a waiter on `slot` can answer without reading the database: the
+    /// task a worker handed over, or `None` once the hub closed.
+    fn known_without_a_read(&self, slot: &Slot) -> Option<Option<TaskView>> {
+        if let Some(task) = lock(&slot.finished).clone() {
+            return Some(Some(task));
+        }
+        self.closed.load(Ordering::SeqCst).then_some(None)
+    }
+
     /// Waits until task `id` is terminal or `deadline` passes or the hub
     /// closes (then `Ok(None)`). The database is read every `poll`, and when a worker
     /// rings without handing the task over; a task handed over by an
@@ -141,22 +150,16 @@ impl CompletionHub {
             // Register before looking, so a hand-over between the look and
             // the wait cannot be missed.
             notified.as_mut().enable();
-            if let Some(task) = lock(&slot.finished).clone() {
-                break Ok(Some(task));
-            }
-            if self.closed.load(Ordering::SeqCst) {
-                break Ok(None);
+            if let Some(known) = self.known_without_a_read(&slot) {
+                break Ok(known);
             }
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(next_read) => {}
                 _ = tokio::time::sleep_until(deadline) => break Ok(None),
             }
-            if let Some(task) = lock(&slot.finished).clone() {
-                break Ok(Some(task));
-            }
-            if self.closed.load(Ordering::SeqCst) {
-                break Ok(None);
+            if let Some(known) = self.known_without_a_read(&slot) {
+                break Ok(known);
             }
             next_read = Instant::now() + poll;
             match db.get_task(id).await {

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::QueueConfig;
-use crate::drain::Shutdown;
+use crate::drain::{Phase, Shutdown};
 use crate::hub::CompletionHub;
 
 /// Everything workers and sweepers share.
@@ -67,7 +67,7 @@ impl Queue {
 
     async fn worker_loop(self: Arc<Self>) {
         let poll = std::time::Duration::from_millis(self.config.poll_ms);
-        while !self.shutdown.quiet() {
+        while !self.shutdown.at(Phase::Quiet) {
             match self.db.claim_tasks(&self.worker_id, self.config.batch_max, self.config.lease_ms()).await {
                 Ok(batch) if !batch.is_empty() => {
                     // Another task may be waiting behind this batch: pass the wake-up on.
@@ -78,7 +78,7 @@ impl Queue {
                     tokio::select! {
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(poll) => {}
-                        _ = self.shutdown.quieted() => {}
+                        _ = self.shutdown.reached(Phase::Quiet) => {}
                     }
                 }
                 Err(e) => {
@@ -106,7 +106,7 @@ impl Queue {
         let cancel = CancelFlag::new();
         let results = tokio::select! {
             results = self.generate(&batch, &sink, &cancel) => results,
-            _ = self.shutdown.halted() => {
+            _ = self.shutdown.reached(Phase::Halt) => {
                 // The flag reaches a backend that left work on its own thread (the engine), which stops at its next step.
                 cancel.cancel();
                 beat.abort();
