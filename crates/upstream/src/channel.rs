@@ -14,7 +14,7 @@ use crate::breaker::{Admission, BreakerConfig, CircuitBreaker};
 use crate::config::{ApiKey, ChannelConfig, ConfigError};
 use crate::error::UpstreamError;
 use crate::images::{self, RawImage};
-use crate::providers::{Adapter, Call, Provider};
+use crate::providers::{Adapter, Call, Provider, Resume};
 
 /// Mutable health of a channel.
 #[derive(Debug)]
@@ -212,19 +212,8 @@ impl Channel {
             .upstream_model(&spec.model)
             .ok_or_else(|| UpstreamError::Invalid { field: "model".into(), message: format!("channel {} does not serve {}", self.name, spec.model) })?;
         let accepted = OnceLock::new();
-        let call = Call {
-            http: &self.http,
-            base_url: &self.base_url,
-            key: self.key.as_ref(),
-            model,
-            spec,
-            cancel,
-            poll_interval,
-            accepted: &accepted,
-            channel: &self.name,
-            resume: resume.state,
-            on_accept: resume.on_accept,
-        };
+        let call =
+            Call { http: &self.http, base_url: &self.base_url, key: self.key.as_ref(), model, spec, cancel, poll_interval, accepted: &accepted, channel: &self.name, resume };
         if resume.state.is_some() {
             // Picked up from an earlier attempt: the provider accepted it then.
             call.accept("resumed job");
@@ -262,16 +251,6 @@ impl Channel {
             None => e,
         })
     }
-}
-
-/// What a call picks up from an earlier attempt, and where it reports
-/// what the provider accepts (see [`Call::accepted_state`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Resume<'a> {
-    /// The adapter's state recorded by the earlier attempt on this channel.
-    pub state: Option<&'a serde_json::Value>,
-    /// Where to report acceptance.
-    pub on_accept: Option<&'a imagegate_core::backend::AcceptHook>,
 }
 
 /// Resolves once `cancel` is raised. The flag is a plain atomic without a

@@ -120,7 +120,7 @@ impl crate::UpstreamBackend {
             ProbeMode::Generate => {
                 let spec = minimal_spec(ch, model, catalog)?;
                 report.call = format!("generate {} (1 image, {}x{})", spec.model, spec.size.width, spec.size.height);
-                match ch.call(&spec, &CancelFlag::new(), Duration::from_millis(500), crate::channel::Resume::default()).await {
+                match ch.call(&spec, &CancelFlag::new(), Duration::from_millis(500), crate::providers::Resume::default()).await {
                     Ok(g) => {
                         let sizes: Vec<String> = g.images.iter().map(|i| format!("{}x{} {}", i.width, i.height, i.format.ext())).collect();
                         report.ok = !g.images.is_empty();

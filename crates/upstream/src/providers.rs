@@ -124,9 +124,18 @@ pub(crate) struct Call<'a> {
     pub accepted: &'a OnceLock<String>,
     /// The channel's name, for resume tokens.
     pub channel: &'a str,
-    /// What an earlier attempt on this channel recorded through
-    /// [`Call::accepted_state`], to pick up instead of submitting again.
-    pub resume: Option<&'a Value>,
+    /// What to pick up from an earlier attempt, and where to report what
+    /// the provider accepts.
+    pub resume: Resume<'a>,
+}
+
+/// What a call picks up from an earlier attempt, and where it reports
+/// what the provider accepts (see [`Call::accepted_state`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Resume<'a> {
+    /// The adapter's state recorded through [`Call::accepted_state`] by an
+    /// earlier attempt on this channel, to pick up instead of submitting again.
+    pub state: Option<&'a Value>,
     /// Where the accepted state goes (the queue stores it on the task).
     pub on_accept: Option<&'a AcceptHook>,
 }
@@ -166,7 +175,7 @@ impl Call<'_> {
     /// provider accepted so far, should this attempt not see them through
     /// (its process stops): the adapter reads it back from `resume`.
     pub fn accepted_state(&self, state: Value) {
-        if let Some(hook) = self.on_accept {
+        if let Some(hook) = self.resume.on_accept {
             let token = ResumeToken { channel: self.channel.to_string(), state };
             match serde_json::to_string(&token) {
                 Ok(text) => hook.accepted(text),

@@ -15,11 +15,11 @@ use imagegate_core::{Backend, BackendError, CancelFlag, Catalog, Generation, Mod
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::channel::{Channel, Resume};
+use crate::channel::Channel;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, UpstreamConfig};
 use crate::picker::{self, Candidate};
-use crate::providers::ResumeToken;
+use crate::providers::{Resume, ResumeToken};
 
 /// One channel's health as [`UpstreamBackend::status`] reports it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -202,7 +202,8 @@ impl Backend for UpstreamBackend {
                 None => tracing::warn!(task = %job.task_id, channel = %token.channel, "the channel that accepted this task's job no longer serves its model; submitting anew"),
             }
         }
-        let on_accept = Resume { state: None, on_accept: job.on_accept.as_ref() };
+        // Nothing to pick up: a new submission, whose acceptance is reported.
+        let fresh = Resume { state: None, on_accept: job.on_accept.as_ref() };
         let candidates: Vec<Candidate> = serving.iter().map(|&i| Candidate { index: i, priority: self.channels[i].priority, weight: self.channels[i].weight }).collect();
         let order = {
             // the lock only guards the RNG state; a poisoned one is still a fine RNG
@@ -231,7 +232,7 @@ impl Backend for UpstreamBackend {
             };
             attempts += 1;
             tracing::debug!(task = %job.task_id, channel = %ch.name, provider = ch.provider.as_str(), ?admission, attempt = attempts, "relaying");
-            let result = ch.call(spec, cancel, self.poll_interval, on_accept).await;
+            let result = ch.call(spec, cancel, self.poll_interval, fresh).await;
             drop(ticket);
             ch.record(self.clock.now(), result.as_ref().map(|_| ()));
             match result {

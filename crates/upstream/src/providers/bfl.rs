@@ -14,6 +14,7 @@
 //! Each accepted job (id, polling URL, seed) is recorded as it is accepted,
 //! so a later attempt of the task polls it instead of paying for it again.
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{Adapter, Call, Output, put_extra, reduced_ratio};
@@ -90,8 +91,8 @@ fn body(call: &Call<'_>, seed: u64) -> Map<String, Value> {
 impl Adapter for Bfl {
     async fn generate(&self, call: &Call<'_>) -> Result<Output, UpstreamError> {
         // Jobs an earlier attempt got accepted are polled, not submitted again.
-        let mut jobs: Vec<Accepted> = match call.resume {
-            Some(state) => serde_json::from_value(state.clone()).map_err(|e| UpstreamError::BadResponse(format!("unreadable resume state: {e}")))?,
+        let mut jobs: Vec<Accepted> = match call.resume.state {
+            Some(state) => Vec::deserialize(state).map_err(|e| UpstreamError::BadResponse(format!("unreadable resume state: {e}")))?,
             None => Vec::new(),
         };
         for n in jobs.len() as u64..u64::from(call.spec.count.max(1)) {

@@ -87,7 +87,7 @@ impl DashScope {
             input.insert("negative_prompt".into(), neg);
         }
         // A task an earlier attempt got accepted is polled, not submitted again.
-        let resumed = call.resume.and_then(|s| s.get("task_id")).and_then(Value::as_str).map(str::to_string);
+        let resumed = call.resume.state.and_then(|s| s.get("task_id")).and_then(Value::as_str).map(str::to_string);
         let task_id = match resumed {
             Some(id) => id,
             None => {
