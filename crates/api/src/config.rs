@@ -51,10 +51,7 @@ impl ApiConfig {
     /// Rejects a synchronous wait that would panic the timer built from it
     /// (negative, infinite or NaN seconds), naming the field.
     pub fn check(&self) -> Result<(), String> {
-        if !(self.sync_wait_secs.is_finite() && self.sync_wait_secs >= 0.0) {
-            return Err(format!("sync_wait_secs must be a finite number zero or more, not {}", self.sync_wait_secs));
-        }
-        Ok(())
+        imagegate_core::seconds::check_seconds("sync_wait_secs", self.sync_wait_secs, true)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod pricing;
 pub mod prompt;
 pub mod routing;
 pub mod sampler;
+pub mod seconds;
 pub mod size;
 pub mod spec;
 pub mod style;

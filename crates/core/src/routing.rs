@@ -71,10 +71,8 @@ impl RoutingPolicy {
 
     /// Checks every override names a catalog model; the error names the entry.
     pub fn validate(&self, catalog: &Catalog) -> Result<(), String> {
-        if let Some(d) = self.deadline_secs
-            && !(d.is_finite() && d > 0.0)
-        {
-            return Err(format!("models.routing.deadline_secs: {d} is not a positive number of seconds"));
+        if let Some(d) = self.deadline_secs {
+            crate::seconds::check_seconds("models.routing.deadline_secs", d, false)?;
         }
         match self.models.keys().find(|name| catalog.resolve(name).is_none()) {
             Some(name) => Err(format!("models.routing.models: model `{name}` is not in the catalog")),

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use imagegate_core::seconds::check_seconds;
+
 /// How workers claim, lease, retry and clean up.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -60,14 +62,7 @@ impl QueueConfig {
             ("retention_sweep_secs", self.retention_sweep_secs, false),
             ("drain_secs", self.drain_secs, true),
         ];
-        for (field, value, zero_ok) in seconds {
-            let allowed = value.is_finite() && (value > 0.0 || (zero_ok && value == 0.0));
-            if !allowed {
-                let must = if zero_ok { "zero or more" } else { "more than zero" };
-                return Err(format!("{field} must be a finite number {must}, not {value}"));
-            }
-        }
-        Ok(())
+        seconds.into_iter().try_for_each(|(field, value, zero_ok)| check_seconds(field, value, zero_ok))
     }
 
     /// Lease length in milliseconds.
