@@ -39,7 +39,9 @@ impl Queue {
     pub fn run_started(self: &Arc<Self>, task: &TaskView) {
         let claimed =
             ClaimedTask { id: task.id.clone(), account_id: task.account_id.clone(), spec: task.spec.clone(), attempt: 1, created_at: task.created_at, provider_job: None };
+        // Counted before the spawn: the task is already running in the database.
+        let in_flight = self.shutdown.run_started();
         let queue = self.clone();
-        tokio::spawn(async move { queue.run_batch(vec![claimed]).await });
+        tokio::spawn(async move { queue.run_counted_batch(vec![claimed], in_flight).await });
     }
 }

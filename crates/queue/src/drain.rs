@@ -58,12 +58,16 @@ impl Default for Shutdown {
     }
 }
 
-/// Counts a run as in flight until dropped.
-pub(crate) struct RunGuard<'a>(&'a Shutdown);
+/// Counts a run as in flight until dropped. It owns its handle on the
+/// count so that it can be taken before the run's batch exists (before the
+/// claim, or before a direct run is spawned): a shutdown beginning in
+/// between then waits for that run instead of finding none and halting it
+/// the moment it starts.
+pub(crate) struct RunGuard(Arc<Shutdown>);
 
-impl Drop for RunGuard<'_> {
+impl Drop for RunGuard {
     fn drop(&mut self) {
-        if self.0.runs.fetch_sub(1, Ordering::AcqRel) == 1 && self.0.at(Phase::Quiet) {
+        if self.0.runs.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.at(Phase::Quiet) {
             self.0.none_running.notify_waiters();
         }
     }
@@ -84,9 +88,12 @@ impl Shutdown {
         }
     }
 
-    pub(crate) fn run_started(&self) -> RunGuard<'_> {
-        self.runs.fetch_add(1, Ordering::AcqRel);
-        RunGuard(self)
+    pub(crate) fn run_started(self: &Arc<Self>) -> RunGuard {
+        // SeqCst, with the load in `none_running`: a loop that counts itself
+        // and then looks at the phase, and a shutdown that sets the phase
+        // and then looks at the count, must not both miss the other.
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        RunGuard(self.clone())
     }
 
     /// Resolves when no run is in flight (after quiet: none can start in a
@@ -97,7 +104,7 @@ impl Shutdown {
             tokio::pin!(notified);
             // Register before looking, so the last run ending in between is not missed.
             notified.as_mut().enable();
-            if self.runs.load(Ordering::Acquire) == 0 {
+            if self.runs.load(Ordering::SeqCst) == 0 {
                 return;
             }
             notified.await;
@@ -190,5 +197,26 @@ impl Queue {
         for id in &ids {
             self.hub.notify(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_run_counted_before_the_quiet_holds_off_none_running_until_it_ends() {
+        let shutdown = Arc::new(Shutdown::default());
+        // What a worker loop does before its claim goes out.
+        let claiming = shutdown.run_started();
+        shutdown.advance(Phase::Quiet);
+        let waiting = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { shutdown.none_running().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the claimed batch is still to run");
+        drop(claiming);
+        tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the last run ending wakes the shutdown").unwrap();
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::QueueConfig;
-use crate::drain::{Phase, Shutdown};
+use crate::drain::{Phase, RunGuard, Shutdown};
 use crate::hub::CompletionHub;
 
 /// Everything workers and sweepers share.
@@ -37,7 +37,7 @@ pub struct Queue {
     /// This process's lease-owner name.
     pub worker_id: String,
     wake: Notify,
-    pub(crate) shutdown: Shutdown,
+    pub(crate) shutdown: Arc<Shutdown>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -52,7 +52,7 @@ impl Queue {
     /// A queue over the given parts.
     pub fn new(db: Db, objects: Objects, backends: BackendRegistry, catalog: Arc<Catalog>, config: QueueConfig) -> Arc<Self> {
         let worker_id = format!("{}-{}", hostname(), imagegate_store::new_id("w"));
-        Arc::new(Self { db, objects, backends, catalog, hub: Arc::new(CompletionHub::new()), config, worker_id, wake: Notify::new(), shutdown: Shutdown::default() })
+        Arc::new(Self { db, objects, backends, catalog, hub: Arc::new(CompletionHub::new()), config, worker_id, wake: Notify::new(), shutdown: Arc::default() })
     }
 
     /// Tells an idle worker that a task was queued.
@@ -68,13 +68,21 @@ impl Queue {
     async fn worker_loop(self: Arc<Self>) {
         let poll = std::time::Duration::from_millis(self.config.poll_ms);
         while !self.shutdown.at(Phase::Quiet) {
+            // In flight from before the claim: the tasks are running in the
+            // database once it returns, and a shutdown that began meanwhile
+            // must wait for them, not halt them on arrival.
+            let in_flight = self.shutdown.run_started();
+            if self.shutdown.at(Phase::Quiet) {
+                break;
+            }
             match self.db.claim_tasks(&self.worker_id, self.config.batch_max, self.config.lease_ms()).await {
                 Ok(batch) if !batch.is_empty() => {
                     // Another task may be waiting behind this batch: pass the wake-up on.
                     self.wake.notify_one();
-                    self.run_batch(batch).await;
+                    self.run_counted_batch(batch, in_flight).await;
                 }
                 Ok(_) => {
+                    drop(in_flight);
                     tokio::select! {
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(poll) => {}
@@ -82,6 +90,7 @@ impl Queue {
                     }
                 }
                 Err(e) => {
+                    drop(in_flight);
                     tracing::error!(error = %e, "claiming tasks failed");
                     tokio::time::sleep(poll).await;
                 }
@@ -92,7 +101,12 @@ impl Queue {
     /// Runs one claimed batch to its end, or until a shutdown halts it
     /// (then its tasks go back to the queue; see `drain`).
     pub async fn run_batch(&self, batch: Vec<ClaimedTask>) {
-        let _in_flight = self.shutdown.run_started();
+        self.run_counted_batch(batch, self.shutdown.run_started()).await;
+    }
+
+    /// [`Queue::run_batch`] for a run counted as in flight before its batch
+    /// was in hand; `_in_flight` ends when the run does.
+    pub(crate) async fn run_counted_batch(&self, batch: Vec<ClaimedTask>, _in_flight: RunGuard) {
         let ids: Vec<String> = batch.iter().map(|t| t.id.clone()).collect();
         let progress: ProgressMap = Arc::default();
         let beat = tokio::spawn(heartbeat(self.db.clone(), self.worker_id.clone(), ids, progress.clone(), self.config.clone()));
