@@ -3,6 +3,7 @@
 //! owns the device and the loaded pipelines, and awaiting the reply.
 
 pub mod batch;
+pub mod device;
 pub mod memory;
 pub mod thread;
 
@@ -11,35 +12,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc;
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use imagegate_core::backend::Job;
 use imagegate_core::{Backend, BackendError, CancelFlag, Family, Generation, ModelEntry, ProgressSink};
 
 use crate::error::{EngineError, Result};
 use crate::loader::{PipelineKind, checkpoint_file, missing_files, pipeline_folder, read_kind};
+pub use device::DeviceChoice;
 use thread::{EngineCommand, EngineThread, GenerateCommand};
-
-/// Where the engine computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DeviceChoice {
-    /// The CPU (always available).
-    #[default]
-    Cpu,
-    /// A CUDA GPU by ordinal (needs the `cuda` feature).
-    Cuda(usize),
-    /// A Metal GPU by ordinal (needs the `metal` feature).
-    Metal(usize),
-}
-
-impl DeviceChoice {
-    fn open(self) -> Result<Device> {
-        Ok(match self {
-            Self::Cpu => Device::Cpu,
-            Self::Cuda(i) => Device::new_cuda(i)?,
-            Self::Metal(i) => Device::new_metal(i)?,
-        })
-    }
-}
 
 /// How to start an [`Engine`].
 #[derive(Debug, Clone)]
@@ -48,7 +28,7 @@ pub struct EngineConfig {
     pub models_dir: PathBuf,
     /// Bytes of weights kept loaded; least recently used pipelines are dropped beyond it.
     pub memory_budget_bytes: u64,
-    /// Compute device.
+    /// Compute device (`Auto` is resolved when the engine starts).
     pub device: DeviceChoice,
     /// Weight dtype; `None` picks f32 on the CPU and f16 on GPUs.
     pub dtype: Option<DType>,
@@ -71,6 +51,8 @@ impl EngineConfig {
 pub struct Engine {
     tx: Mutex<mpsc::Sender<EngineCommand>>,
     models_dir: PathBuf,
+    /// The device opened (`auto` resolved).
+    device: DeviceChoice,
     max_batch: usize,
     /// Catalog ids whose folder was found under another name (the weights repo).
     aliases: Mutex<HashMap<String, PathBuf>>,
@@ -81,7 +63,8 @@ impl Engine {
     /// Opens the device and starts the engine thread.
     pub fn start(config: EngineConfig) -> Result<Self> {
         let device = config.device.open()?;
-        let dtype = config.dtype.unwrap_or(if device.is_cpu() { DType::F32 } else { DType::F16 });
+        let dtype = config.dtype.unwrap_or(device::default_dtype(&device));
+        let resolved = DeviceChoice::of(&device);
         let (tx, rx) = mpsc::channel();
         // Built on its own thread: loaded pipelines (candle's MMDiT) are not `Send`.
         let thread_config = config.clone();
@@ -89,8 +72,20 @@ impl Engine {
             .name("imagegate-engine".into())
             .spawn(move || EngineThread::new(&thread_config, device, dtype).run(rx))
             .map_err(|source| EngineError::Io { path: "engine thread".into(), source })?;
-        tracing::info!(models_dir = %config.models_dir.display(), ?dtype, "engine started");
-        Ok(Self { tx: Mutex::new(tx), models_dir: config.models_dir, max_batch: config.max_batch.max(1), aliases: Mutex::new(HashMap::new()), thread: Mutex::new(Some(thread)) })
+        tracing::info!(models_dir = %config.models_dir.display(), device = %resolved, ?dtype, "engine started");
+        Ok(Self {
+            tx: Mutex::new(tx),
+            models_dir: config.models_dir,
+            device: resolved,
+            max_batch: config.max_batch.max(1),
+            aliases: Mutex::new(HashMap::new()),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// The device the engine computes on (`auto` resolved).
+    pub fn device(&self) -> DeviceChoice {
+        self.device
     }
 
     /// The models folder.

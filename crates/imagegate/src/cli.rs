@@ -197,6 +197,10 @@ pub struct GenerateArgs {
     /// Negative prompt.
     #[arg(long)]
     pub negative: Option<String>,
+    /// Compute device, overriding `[models] device`: `auto`, `cpu`, `cuda`,
+    /// `cuda:N`, `metal`, `metal:N`.
+    #[arg(long)]
+    pub device: Option<String>,
     /// LoRA as `FILE:SCALE` (repeatable).
     #[arg(long = "lora")]
     pub loras: Vec<String>,

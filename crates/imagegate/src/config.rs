@@ -7,6 +7,8 @@ use anyhow::Context;
 use imagegate_api::ApiConfig;
 use imagegate_api::enhance::PromptEnhancementConfig;
 use imagegate_core::{Catalog, ModelEntry, PlanTable, PriceList, RoutingPolicy, Workflow, WorkflowSet};
+use imagegate_engine::EngineConfig;
+use imagegate_engine::engine::device::{DeviceChoice, parse_dtype};
 use imagegate_queue::QueueConfig;
 use imagegate_upstream::UpstreamConfig;
 
@@ -102,6 +104,17 @@ pub struct ModelsConfig {
     pub aliases: std::collections::BTreeMap<String, String>,
     /// Engine memory budget for loaded pipelines, in MiB.
     pub memory_budget_mib: u64,
+    /// Where the local engine computes: `auto` (the first GPU this build
+    /// can open, else the CPU), `cpu`, `cuda`, `cuda:N`, `metal`, `metal:N`.
+    pub device: String,
+    /// Weight dtype: `auto` (f32 on the CPU, f16 on GPUs), `f32`, `f16`, `bf16`.
+    pub dtype: String,
+    /// Most images the engine denoises in one forward batch.
+    pub max_batch: usize,
+    /// Activation memory one forward batch may use, in MiB; larger batches
+    /// are split (to one image at least). Set it to the GPU's free memory
+    /// less the weights.
+    pub activation_budget_mib: u64,
     /// Local versus upstream when a model has both (`[models.routing]`):
     /// `default = "local-first" | "upstream-first" | "spill"`, optional
     /// `deadline_secs` for spill (default `server.sync_wait_secs`), and
@@ -120,9 +133,46 @@ impl Default for ModelsConfig {
             catalog: Vec::new(),
             aliases: Default::default(),
             memory_budget_mib: 16 * 1024,
+            device: "auto".into(),
+            dtype: "auto".into(),
+            max_batch: 4,
+            activation_budget_mib: 16 * 1024,
             routing: RoutingPolicy::default(),
             demo: false,
         }
+    }
+}
+
+impl ModelsConfig {
+    /// Rejects a device, dtype or batch size that is not one, naming the
+    /// key. Whether this binary has the GPU's feature is asked only when an
+    /// engine starts ([`Self::engine_config`]), so commands that start none
+    /// (`keys`, `accounts`, `migrate`, `serve --synthetic-backend`) accept a
+    /// config shared with GPU hosts.
+    pub fn check(&self) -> Result<(), String> {
+        DeviceChoice::parse_setting(&self.device).map_err(|e| format!("device: {e}"))?;
+        parse_dtype(&self.dtype).map_err(|e| format!("dtype: {e}"))?;
+        if self.max_batch == 0 {
+            return Err("max_batch: must be at least 1".into());
+        }
+        if self.activation_budget_mib == 0 {
+            return Err("activation_budget_mib: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The local engine's settings.
+    pub fn engine_config(&self) -> anyhow::Result<EngineConfig> {
+        let device = DeviceChoice::parse(&self.device).map_err(|e| anyhow::anyhow!("[models]: device: {e}"))?;
+        let dtype = parse_dtype(&self.dtype).map_err(|e| anyhow::anyhow!("[models]: dtype: {e}"))?;
+        Ok(EngineConfig {
+            memory_budget_bytes: self.memory_budget_mib * 1024 * 1024,
+            device,
+            dtype,
+            max_batch: self.max_batch,
+            activation_budget_bytes: self.activation_budget_mib * 1024 * 1024,
+            ..EngineConfig::new(self.dir.clone())
+        })
     }
 }
 
@@ -144,6 +194,7 @@ impl Config {
         config.queue.check().map_err(|e| anyhow::anyhow!("[queue]: {e}"))?;
         config.server.check().map_err(|e| anyhow::anyhow!("[server]: {e}"))?;
         config.storage.check().map_err(|e| anyhow::anyhow!("[storage]: {e}"))?;
+        config.models.check().map_err(|e| anyhow::anyhow!("[models]: {e}"))?;
         Ok(config)
     }
 
@@ -261,12 +312,31 @@ mod tests {
             ("[storage]\nurl_ttl_secs = 0\n", "[storage]: url_ttl_secs must be at least 1"),
             ("[storage]\nobjects = \"s3://b/p\"\nurl_ttl_secs = 604801\n", "[storage]: url_ttl_secs is 604801, but S3 presigned URLs live at most 604800 s"),
             ("[storage]\nurl_ttl_secs = 9223372036854775807\n", "[storage]: url_ttl_secs is 9223372036854775807; at most"),
+            ("[models]\ndevice = \"tpu:0\"\n", "[models]: device: \"tpu:0\" is not a device; use \"auto\", \"cpu\""),
+            ("[models]\ndtype = \"int4\"\n", "[models]: dtype: \"int4\" is not a weight dtype"),
+            ("[models]\nmax_batch = 0\n", "[models]: max_batch: must be at least 1"),
         ];
         for (text, want) in cases {
             let path = dir.path().join("c.toml");
             std::fs::write(&path, text).unwrap();
             let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
             assert!(err.starts_with(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_engine_gets_the_models_device_dtype_and_batch_settings() {
+        let c = load_text("[models]\ndevice = \"cpu\"\ndtype = \"bf16\"\nmax_batch = 8\nactivation_budget_mib = 2048\nmemory_budget_mib = 1024\n");
+        let e = c.models.engine_config().unwrap();
+        assert_eq!(e.device, imagegate_engine::DeviceChoice::Cpu);
+        assert_eq!(format!("{:?}", e.dtype), "Some(BF16)");
+        assert_eq!((e.max_batch, e.activation_budget_bytes, e.memory_budget_bytes), (8, 2048 << 20, 1024 << 20));
+        // Without the cuda feature the config still loads (other commands
+        // need no engine), and starting the engine names the build flag.
+        if !cfg!(feature = "cuda") {
+            let gpu = load_text("[models]\ndevice = \"cuda:0\"\n");
+            let err = format!("{:#}", gpu.models.engine_config().unwrap_err());
+            assert!(err.contains("[models]: device") && err.contains("--features cuda"), "{err}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use imagegate_core::catalog::SizeRule;
 use imagegate_core::{Backend, BackendRegistry, Catalog, Family, ModelEntry};
-use imagegate_engine::{DEMO_MODEL, DemoBackend, DemoRole, Engine, EngineConfig, PipelineKind};
+use imagegate_engine::{DEMO_MODEL, DemoBackend, DemoRole, Engine, PipelineKind};
 use imagegate_queue::Queue;
 use imagegate_store::signing::UrlSigner;
 use imagegate_store::{Db, ObjectConfig, Objects};
@@ -108,9 +108,7 @@ pub fn backends(config: &Config, catalog: &Catalog, choice: BackendChoice) -> an
         registry.register(SyntheticBackend::with_delay(choice.synthetic_delay));
         return Ok(registry);
     }
-    let mut engine_config = EngineConfig::new(config.models.dir.clone());
-    engine_config.memory_budget_bytes = config.models.memory_budget_mib * 1024 * 1024;
-    let engine = Arc::new(Engine::start(engine_config).context("starting the engine")?);
+    let engine = Arc::new(Engine::start(config.models.engine_config()?).context("starting the engine")?);
     let demo = catalog.resolve(DEMO_MODEL).cloned();
     if let Some(demo) = &demo {
         // Ahead of the engine: it draws the demo at its native size and resizes.

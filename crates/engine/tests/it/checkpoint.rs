@@ -11,7 +11,7 @@ use imagegate_engine::fixtures::{LoraLayout, TinySd, TinySdVariant, write_checkp
 use imagegate_engine::pipelines::sd::SdPipeline;
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
 use imagegate_engine::samplers::SigmaSpacing;
-use imagegate_engine::{Engine, EngineConfig, PipelineKind, discover};
+use imagegate_engine::{Engine, PipelineKind, discover};
 
 fn draw(pipe: &SdPipeline) -> Tensor {
     let mut item = ImageRequest { prompt: vec![PromptPart { text: "a photo of a cat".into(), weight: 1.0 }], negative: Some("blue".into()), guidance: 5.0, seed: 4, init: None };
@@ -25,8 +25,8 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 fn assert_same_image(folder: &Path, file: &Path) {
-    let from_folder = draw(&SdPipeline::load(folder, &Device::Cpu, DType::F32).unwrap());
-    let from_file = draw(&SdPipeline::load_checkpoint(file, folder, &Device::Cpu, DType::F32, &[]).expect("checkpoint loads"));
+    let from_folder = draw(&SdPipeline::load(folder, &crate::device(), DType::F32).unwrap());
+    let from_file = draw(&SdPipeline::load_checkpoint(file, folder, &crate::device(), DType::F32, &[]).expect("checkpoint loads"));
     let d = max_diff(&from_folder, &from_file);
     assert!(d < 1e-5, "{}: single file differs from its folder by {d}", file.display());
 }
@@ -74,7 +74,7 @@ async fn the_engine_serves_a_checkpoint_with_the_pixels_of_its_folder() {
     let folder = dir.path().join("tiny-sd15");
     write_tiny_sd(&folder, &TinySd::default()).unwrap();
     write_checkpoint(&folder, &dir.path().join("my-finetune.safetensors")).unwrap();
-    let engine = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    let engine = Engine::start(crate::engine_config(dir.path())).unwrap();
     let mut entry = Catalog::builtin().models()[0].clone();
     (entry.id, entry.family, entry.weights) = ("my-finetune".into(), Family::Sd15, None);
     assert_eq!(engine.serves(&entry), Ok(()));
@@ -102,9 +102,9 @@ fn a_lora_merges_into_a_checkpoint_as_into_its_folder() {
         let lora = dir.path().join(format!("{layout:?}.safetensors"));
         write_tiny_lora(&lora, &folder, layout, 4, 7).unwrap();
         let loras = [LoraRef { path: lora, scale: 1.0 }];
-        let a = draw(&SdPipeline::load_with_loras(&folder, &Device::Cpu, DType::F32, &loras).unwrap());
-        let b = draw(&SdPipeline::load_checkpoint(&file, &folder, &Device::Cpu, DType::F32, &loras).unwrap());
-        let base = draw(&SdPipeline::load(&folder, &Device::Cpu, DType::F32).unwrap());
+        let a = draw(&SdPipeline::load_with_loras(&folder, &crate::device(), DType::F32, &loras).unwrap());
+        let b = draw(&SdPipeline::load_checkpoint(&file, &folder, &crate::device(), DType::F32, &loras).unwrap());
+        let base = draw(&SdPipeline::load(&folder, &crate::device(), DType::F32).unwrap());
         assert!(max_diff(&a, &b) < 1e-5, "{layout:?}");
         assert!(max_diff(&a, &base) > 1e-3, "{layout:?}: the LoRA changes the image");
     }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use imagegate_core::backend::{Job, no_progress};
 use imagegate_core::{Backend, CancelFlag, Catalog, Size, TaskSpec};
-use imagegate_engine::{DEMO_MODEL, DemoBackend, DemoRole, Engine, EngineConfig};
+use imagegate_engine::{DEMO_MODEL, DemoBackend, DemoRole, Engine};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -164,7 +164,7 @@ async fn the_demo_model_draws_held_out_captions_as_asked() {
     let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
     let catalog = Catalog::builtin();
     let entry = catalog.resolve(DEMO_MODEL).expect("catalog entry").clone();
-    let engine = Arc::new(Engine::start(EngineConfig::new(&models)).unwrap());
+    let engine = Arc::new(Engine::start(crate::engine_config(&models)).unwrap());
     let demo = DemoBackend::new(engine, entry.clone(), DemoRole::Itself);
     demo.serves(&entry).expect("the demo weights are committed under models/imagegate-demo");
 

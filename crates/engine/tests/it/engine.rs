@@ -11,7 +11,7 @@ use imagegate_engine::{Engine, EngineConfig, PipelineKind, discover};
 use crate::fixtures::{model, models_dir};
 
 fn engine() -> Engine {
-    Engine::start(EngineConfig::new(models_dir())).expect("engine starts")
+    Engine::start(crate::engine_config(models_dir())).expect("engine starts")
 }
 
 fn job(id: &str, seed: u64) -> Job {
@@ -74,7 +74,7 @@ async fn same_seed_gives_identical_bytes_and_image_n_uses_seed_plus_n() {
 #[tokio::test]
 async fn an_activation_budget_splits_batches_without_changing_images() {
     // A budget below one image's estimate forces one image per forward batch.
-    let engine = Engine::start(EngineConfig { activation_budget_bytes: 1, max_batch: 8, ..EngineConfig::new(models_dir()) }).unwrap();
+    let engine = Engine::start(EngineConfig { activation_budget_bytes: 1, max_batch: 8, ..crate::engine_config(models_dir()) }).unwrap();
     let roomy = engine_with_batch(8);
     let mut j = job("split", 6);
     j.spec.count = 3;
@@ -96,7 +96,7 @@ async fn an_activation_budget_splits_batches_without_changing_images() {
 }
 
 fn engine_with_batch(max_batch: usize) -> Engine {
-    Engine::start(EngineConfig { max_batch, ..EngineConfig::new(models_dir()) }).unwrap()
+    Engine::start(EngineConfig { max_batch, ..crate::engine_config(models_dir()) }).unwrap()
 }
 
 #[tokio::test]
@@ -178,7 +178,7 @@ fn serves_checks_the_folder_and_names_missing_files() {
     let dir = tempfile::tempdir().unwrap();
     imagegate_engine::fixtures::write_tiny_sd(&dir.path().join("half"), &Default::default()).unwrap();
     std::fs::remove_file(dir.path().join("half/vae/diffusion_pytorch_model.safetensors")).unwrap();
-    let partial = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    let partial = Engine::start(crate::engine_config(dir.path())).unwrap();
     let why = partial.serves(&entry("half", Family::Sd15)).unwrap_err();
     assert!(why.contains("vae/diffusion_pytorch_model.safetensors") && why.contains("half"), "{why}");
 }
@@ -250,7 +250,7 @@ async fn hugging_face_cache_entries_are_discovered_and_served() {
     assert_eq!(found[0].id, "someone/tiny-sd");
     assert!(found[0].path.ends_with("snapshots/0123abcd"));
 
-    let engine = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    let engine = Engine::start(crate::engine_config(dir.path())).unwrap();
     let mut m = entry("sd15-from-cache", Family::Sd15);
     m.weights = Some("someone/tiny-sd".into());
     assert_eq!(engine.serves(&m), Ok(()));

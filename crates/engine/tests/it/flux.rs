@@ -4,18 +4,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use imagegate_core::backend::Job;
 use imagegate_core::{Backend, CancelFlag, Catalog, Family, PromptPart, Sampler, Size, TaskSpec, backend::no_progress};
 use imagegate_engine::fixtures::{FluxVariant, TinyFlux, write_tiny_flux};
 use imagegate_engine::pipelines::flux::FluxPipeline;
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
 use imagegate_engine::samplers::SigmaSpacing;
-use imagegate_engine::{Engine, EngineConfig, EngineError};
+use imagegate_engine::{Engine, EngineError};
 
 /// `flux-schnell`, `flux-dev`, `flux-dev-bfl` (BFL transformer file, same
 /// weights as `flux-dev`) and `flux-schnell-bfl-ae` (BFL transformer and autoencoder).
-fn flux_dir() -> &'static Path {
+pub(crate) fn flux_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         // Kept for the whole test run; removed with the OS temp folder.
@@ -31,7 +31,7 @@ fn flux_dir() -> &'static Path {
 }
 
 fn load(id: &str) -> FluxPipeline {
-    FluxPipeline::load(&flux_dir().join(id), &Device::Cpu, DType::F32).expect("tiny flux loads")
+    FluxPipeline::load(&flux_dir().join(id), &crate::device(), DType::F32).expect("tiny flux loads")
 }
 
 fn item(prompt: &str, seed: u64, guidance: f32) -> ImageRequest {
@@ -125,7 +125,7 @@ fn job(model: &str, seed: u64) -> Job {
 
 #[tokio::test]
 async fn flux_tasks_come_back_as_pngs_and_repeat_by_seed() {
-    let engine = Engine::start(EngineConfig::new(flux_dir())).expect("engine starts");
+    let engine = Engine::start(crate::engine_config(flux_dir())).expect("engine starts");
     let mut entry = Catalog::builtin().models()[0].clone();
     (entry.id, entry.family, entry.weights) = ("flux-schnell".into(), Family::FluxSchnell, None);
     assert_eq!(engine.serves(&entry), Ok(()));
@@ -145,7 +145,7 @@ async fn flux_tasks_come_back_as_pngs_and_repeat_by_seed() {
 
 #[test]
 fn serves_tells_schnell_from_dev_and_names_missing_flux_files() {
-    let engine = Engine::start(EngineConfig::new(flux_dir())).expect("engine starts");
+    let engine = Engine::start(crate::engine_config(flux_dir())).expect("engine starts");
     let mut entry = Catalog::builtin().models()[0].clone();
     (entry.id, entry.family, entry.weights) = ("flux-schnell".into(), Family::FluxDev, None);
     assert!(engine.serves(&entry).unwrap_err().contains("schnell"));
@@ -157,7 +157,7 @@ fn serves_tells_schnell_from_dev_and_names_missing_flux_files() {
     let dir = tempfile::tempdir().unwrap();
     write_tiny_flux(&dir.path().join("half"), &TinyFlux::default()).unwrap();
     std::fs::remove_file(dir.path().join("half/transformer/diffusion_pytorch_model.safetensors")).unwrap();
-    let partial = Engine::start(EngineConfig::new(dir.path())).unwrap();
+    let partial = Engine::start(crate::engine_config(dir.path())).unwrap();
     (entry.id, entry.family) = ("half".into(), Family::FluxSchnell);
     let why = partial.serves(&entry).unwrap_err();
     assert!(why.contains("transformer/diffusion_pytorch_model.safetensors"), "{why}");
@@ -174,7 +174,7 @@ fn a_flux_lora_at_scale_zero_is_the_base_model_and_at_one_changes_the_image() {
         let folder = flux_dir().join(id);
         let with = |scale: f32| {
             let loras = [LoraRef { path: path.clone(), scale }];
-            FluxPipeline::load_with_loras(&folder, &Device::Cpu, DType::F32, &loras).expect("lora merges")
+            FluxPipeline::load_with_loras(&folder, &crate::device(), DType::F32, &loras).expect("lora merges")
         };
         let base = run(&load(id), &req);
         assert_eq!(max_diff(&base[0], &run(&with(0.0), &req)[0]), 0.0, "{id}: scale 0 is the base model");
@@ -183,9 +183,9 @@ fn a_flux_lora_at_scale_zero_is_the_base_model_and_at_one_changes_the_image() {
     // An SD LoRA on FLUX, and a FLUX LoRA on SD, are refused rather than skipped.
     let sd_lora = crate::fixtures::models_dir().join("loras/style.safetensors");
     let loras = [LoraRef { path: sd_lora, scale: 1.0 }];
-    assert!(FluxPipeline::load_with_loras(&flux_dir().join("flux-dev"), &Device::Cpu, DType::F32, &loras).is_err());
+    assert!(FluxPipeline::load_with_loras(&flux_dir().join("flux-dev"), &crate::device(), DType::F32, &loras).is_err());
     let loras = [LoraRef { path, scale: 1.0 }];
-    assert!(imagegate_engine::pipelines::Pipeline::load(&crate::fixtures::model("tiny-sd15"), &Device::Cpu, DType::F32, &loras).is_err());
+    assert!(imagegate_engine::pipelines::Pipeline::load(&crate::fixtures::model("tiny-sd15"), &crate::device(), DType::F32, &loras).is_err());
 }
 
 /// A 64×48 init image: a diagonal gradient in `shade`.

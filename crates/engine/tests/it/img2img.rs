@@ -3,13 +3,13 @@
 //! text-to-image, and the engine takes data URIs.
 
 use base64::Engine as _;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use imagegate_core::backend::{Job, no_progress};
 use imagegate_core::{Backend, CancelFlag, InitImage, PromptPart, Sampler, Size, TaskSpec};
+use imagegate_engine::Engine;
 use imagegate_engine::input::{InitPixels, decode_init_image};
 use imagegate_engine::pipelines::sd::SdPipeline;
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
-use imagegate_engine::{Engine, EngineConfig};
 
 use crate::fixtures::{model, models_dir};
 
@@ -29,7 +29,7 @@ fn item(prompt: &str, seed: u64, shade: u8) -> ImageRequest {
 }
 
 fn run(items: Vec<ImageRequest>, strength: f32) -> (Vec<Tensor>, usize) {
-    let pipe = SdPipeline::load(&model("tiny-sd15"), &Device::Cpu, DType::F32).unwrap();
+    let pipe = SdPipeline::load(&model("tiny-sd15"), &crate::device(), DType::F32).unwrap();
     let req = BatchRequest { items, width: 32, height: 32, steps: 4, sampler: Sampler::KEulerAncestral, spacing: Default::default(), strength: Some(strength) };
     let mut steps = 0;
     let out = pipe.generate(&req, &mut |_, _| {
@@ -80,7 +80,7 @@ fn an_img2img_batch_equals_its_images_alone() {
 
 #[tokio::test]
 async fn the_engine_takes_init_images_as_data_uris() {
-    let engine = Engine::start(EngineConfig::new(models_dir())).unwrap();
+    let engine = Engine::start(crate::engine_config(models_dir())).unwrap();
     let mut spec = TaskSpec::simple("tiny-sd15", "a cat", Size::new(32, 32));
     (spec.steps, spec.sampler) = (4, Some(Sampler::KEuler));
     spec.init_image = Some(InitImage { source: png_data_uri(90), strength: 0.5, mask: None });

@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use imagegate_core::backend::{Job, no_progress};
 use imagegate_core::{Backend, CancelFlag, InitImage, PromptPart, Sampler, Size, TaskSpec};
+use imagegate_engine::Engine;
 use imagegate_engine::error::EngineError;
 use imagegate_engine::fixtures::{TinySd, write_tiny_sd};
 use imagegate_engine::input::{decode_init_image, decode_mask};
 use imagegate_engine::pipelines::sd::SdPipeline;
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
-use imagegate_engine::{Engine, EngineConfig};
 
 use crate::fixtures::model;
 
@@ -50,7 +50,7 @@ fn item(seed: u64, shade: u8, mask_uri: &str) -> ImageRequest {
 }
 
 fn run(folder: &Path, items: Vec<ImageRequest>, strength: f32) -> Result<Vec<Tensor>, EngineError> {
-    let pipe = SdPipeline::load(folder, &Device::Cpu, DType::F32).unwrap();
+    let pipe = SdPipeline::load(folder, &crate::device(), DType::F32).unwrap();
     let req = BatchRequest { items, width: 32, height: 32, steps: 3, sampler: Sampler::KEuler, spacing: Default::default(), strength: Some(strength) };
     pipe.generate(&req, &mut |_, _| Ok(()))
 }
@@ -106,7 +106,7 @@ fn a_mask_needs_an_inpainting_model_and_an_inpainting_model_needs_a_mask() {
 
 #[tokio::test]
 async fn the_engine_inpaints_a_task_with_a_mask() {
-    let engine = Engine::start(EngineConfig::new(models_dir())).unwrap();
+    let engine = Engine::start(crate::engine_config(models_dir())).unwrap();
     let mut spec = TaskSpec::simple("tiny-sd15-inpaint", "a cat", Size::new(32, 32));
     (spec.steps, spec.sampler) = (3, Some(Sampler::KEuler));
     spec.init_image = Some(InitImage { source: picture(90), strength: 1.0, mask: Some(mask(|x, _| x < 16)) });

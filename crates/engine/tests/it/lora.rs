@@ -4,20 +4,20 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use imagegate_core::backend::{Job, no_progress};
 use imagegate_core::{Backend, BackendError, CancelFlag, LoraSpec, PromptPart, Sampler, Size, TaskSpec};
+use imagegate_engine::Engine;
 use imagegate_engine::EngineError;
 use imagegate_engine::fixtures::{LoraLayout, write_tiny_lora};
 use imagegate_engine::lora::LoraRef;
 use imagegate_engine::pipelines::sd::SdPipeline;
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
-use imagegate_engine::{Engine, EngineConfig};
 
 use crate::fixtures::{model, models_dir};
 
 fn draw(loras: &[LoraRef], base: &str) -> Result<Tensor, EngineError> {
-    let pipe = SdPipeline::load_with_loras(&model(base), &Device::Cpu, DType::F32, loras)?;
+    let pipe = SdPipeline::load_with_loras(&model(base), &crate::device(), DType::F32, loras)?;
     let item = ImageRequest { prompt: vec![PromptPart { text: "a photo of a cat".into(), weight: 1.0 }], negative: None, guidance: 4.0, seed: 5, init: None };
     let req = BatchRequest { items: vec![item], width: 32, height: 32, steps: 3, sampler: Sampler::KEuler, spacing: Default::default(), strength: None };
     Ok(pipe.generate(&req, &mut |_, _| Ok(()))?.remove(0))
@@ -75,7 +75,7 @@ fn job(id: &str, loras: Vec<LoraSpec>) -> Job {
 
 #[tokio::test]
 async fn the_engine_finds_loras_by_name_and_batches_them_apart() {
-    let engine = Engine::start(EngineConfig::new(models_dir())).unwrap();
+    let engine = Engine::start(crate::engine_config(models_dir())).unwrap();
     let (p, c) = (no_progress(), CancelFlag::new());
     let styled = job("s", vec![LoraSpec { name: "style".into(), scale: 1.0 }]);
     let plain = job("p", vec![]);

@@ -94,8 +94,9 @@ fn case(name: &str) -> Case {
 
 /// `max |a - b| / max |b|` over all elements (b is the reference), and `max |a - b|`.
 pub(crate) fn rel_err(a: &Tensor, b: &Tensor) -> (f64, f64) {
-    let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
-    let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    // On the CPU: the engine's side may come from a GPU (IMAGEGATE_TEST_DEVICE).
+    let a = a.to_device(&Device::Cpu).unwrap().to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+    let b = b.to_device(&Device::Cpu).unwrap().to_dtype(DType::F64).unwrap().flatten_all().unwrap();
     assert_eq!(a.dims(), b.dims(), "shapes differ");
     let diff = (&a - &b).unwrap().abs().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap();
     let scale = b.abs().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap().max(1e-12);
@@ -315,7 +316,7 @@ fn check_sampler(name: &str) {
 /// The whole engine pipeline: `SdPipeline::load` + `generate` with the seed.
 fn generate(c: &Case) -> Tensor {
     let (_guard, folder) = case_model(c);
-    let pipe = SdPipeline::load(&folder, &Device::Cpu, DType::F32).expect("the diffusers folder loads");
+    let pipe = SdPipeline::load(&folder, &crate::device(), DType::F32).expect("the diffusers folder loads");
     let meta = meta();
     let item = ImageRequest {
         prompt: vec![PromptPart { text: prompt_str("prompt"), weight: 1.0 }],

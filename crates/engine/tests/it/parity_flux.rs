@@ -14,7 +14,7 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use imagegate_core::{PromptPart, Sampler};
 use imagegate_engine::fixtures::{FluxVariant, TinyFlux, write_tiny_flux};
 use imagegate_engine::models::configs::read_json;
@@ -64,7 +64,7 @@ fn check(name: &str) {
     let reference = load_tensors(folder.join("reference.safetensors"));
     let case: serde_json::Value = read_json(&folder.join("parity_case.json")).unwrap();
     assert_eq!(case["steps"].as_u64(), Some(steps as u64), "the committed reference was made with these settings");
-    let pipe = FluxPipeline::load(&folder, &Device::Cpu, DType::F32).expect("the diffusers folder loads");
+    let pipe = FluxPipeline::load(&folder, &crate::device(), DType::F32).expect("the diffusers folder loads");
     let item = ImageRequest { prompt: vec![PromptPart { text: PROMPT.into(), weight: 1.0 }], negative: None, guidance, seed: SEED, init: None };
 
     let context = encode_prompt(&pipe, std::slice::from_ref(&item)).unwrap();

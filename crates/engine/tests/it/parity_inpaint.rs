@@ -84,7 +84,7 @@ fn inpainting_matches_diffusers() {
     let settings: serde_json::Value = read_json(&fixtures().join("parity_cases.json")).unwrap();
     assert_eq!(settings["steps"].as_u64(), Some(STEPS as u64), "the committed reference was made with these settings");
     let reference = load_tensors(fixtures().join("reference.safetensors"));
-    let pipe = SdPipeline::load(&model(), &Device::Cpu, DType::F32).expect("the diffusers folder loads");
+    let pipe = SdPipeline::load(&model(), &crate::device(), DType::F32).expect("the diffusers folder loads");
     let mut init = decode_init_image(&file_uri("init.png"), SIDE, SIDE).unwrap();
     init.mask = Some(decode_mask(&file_uri("mask.png"), SIDE, SIDE).unwrap());
     let item = ImageRequest { prompt: vec![PromptPart { text: PROMPT.into(), weight: 1.0 }], negative: Some(NEGATIVE.into()), guidance: GUIDANCE, seed: SEED, init: Some(init) };

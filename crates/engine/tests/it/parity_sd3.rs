@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use imagegate_core::{PromptPart, Sampler};
 use imagegate_engine::fixtures::{TinySd3, write_tiny_sd3_with};
 use imagegate_engine::models::configs::read_json;
@@ -60,7 +60,7 @@ fn sd3_end_to_end_matches_diffusers() {
     let settings: serde_json::Value = read_json(&fixtures().join("parity_case.json")).unwrap();
     assert_eq!(settings["steps"].as_u64(), Some(STEPS as u64), "the committed reference was made with these settings");
     let reference = load_tensors(fixtures().join("reference.safetensors"));
-    let pipe = Sd3Pipeline::load(&model(), &Device::Cpu, DType::F32).expect("the diffusers folder loads");
+    let pipe = Sd3Pipeline::load(&model(), &crate::device(), DType::F32).expect("the diffusers folder loads");
     let item = ImageRequest { prompt: vec![PromptPart { text: PROMPT.into(), weight: 1.0 }], negative: Some(NEGATIVE.into()), guidance: GUIDANCE, seed: SEED, init: None };
 
     // Rows: negative first, as diffusers concatenates them.
@@ -68,7 +68,7 @@ fn sd3_end_to_end_matches_diffusers() {
     assert_close("sd3 text states", context.context(), &reference["prompt_embeds"], STAGE_TOL);
     assert_close("sd3 pooled text", context.pooled(), &reference["pooled_prompt_embeds"], STAGE_TOL);
 
-    let latent = load_tensors(fixtures().join("noise.safetensors"))["latent"].clone();
+    let latent = load_tensors(fixtures().join("noise.safetensors"))["latent"].to_device(&crate::device()).unwrap();
     let rows = Tensor::cat(&[&latent, &latent], 0).unwrap();
     assert_close("sd3 first transformer call", &pipe.velocity(&rows, 1.0, &context).unwrap(), &reference["first_call"], TOL);
     assert_close("sd3 VAE decode", &imagegate_engine::pipelines::sd3::decode(&pipe, &latent).unwrap(), &reference["decoded_latent"], STAGE_TOL);

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use imagegate_core::{PromptPart, Sampler};
 use imagegate_engine::fixtures::{TinySdxl, write_tiny_sdxl_with};
 use imagegate_engine::models::configs::read_json;
@@ -60,7 +60,7 @@ fn check(name: &str) {
     let settings: serde_json::Value = read_json(&fixtures().join("parity_cases.json")).unwrap();
     assert_eq!(settings["steps"].as_u64(), Some(STEPS as u64), "the committed reference was made with these settings");
     let reference = load_tensors(fixtures().join(format!("{name}.safetensors")));
-    let pipe = SdPipeline::load(&model(), &Device::Cpu, DType::F32).expect("the diffusers folder loads");
+    let pipe = SdPipeline::load(&model(), &crate::device(), DType::F32).expect("the diffusers folder loads");
     let item = ImageRequest { prompt: vec![PromptPart { text: PROMPT.into(), weight: 1.0 }], negative: negative.map(str::to_string), guidance: GUIDANCE, seed: SEED, init: None };
 
     // Rows: unconditional first, as diffusers concatenates them.

@@ -19,7 +19,7 @@ fn request(items: Vec<ImageRequest>, sampler: Sampler) -> BatchRequest {
 }
 
 fn load(id: &str) -> SdPipeline {
-    SdPipeline::load(&model(id), &Device::Cpu, DType::F32).expect("tiny model loads")
+    SdPipeline::load(&model(id), &crate::device(), DType::F32).expect("tiny model loads")
 }
 
 fn run(pipe: &SdPipeline, req: &BatchRequest) -> Vec<Tensor> {
@@ -161,7 +161,7 @@ fn missing_weights_name_the_files_and_the_folder() {
     std::fs::remove_file(folder.join("unet/diffusion_pytorch_model.safetensors")).unwrap();
     std::fs::remove_file(folder.join("tokenizer/tokenizer.json")).unwrap();
     // vocab.json + merges.txt still make a tokenizer, so only the UNet is missing.
-    match SdPipeline::load(&folder, &Device::Cpu, DType::F32) {
+    match SdPipeline::load(&folder, &crate::device(), DType::F32) {
         Err(EngineError::MissingWeights { model, missing, looked_in }) => {
             assert_eq!(model, "broken");
             assert_eq!(missing, "unet/diffusion_pytorch_model.safetensors");
@@ -261,14 +261,14 @@ fn text_encoders_load_with_or_without_the_text_model_prefix_and_legacy_eos_ids()
 #[test]
 fn half_precision_runs_keep_the_vae_in_f32() {
     // f16 UNet and text encoder on the CPU (candle has no CPU bf16 conv); the VAE decodes in f32 regardless.
-    let pipe = SdPipeline::load(&model("tiny-sd15"), &Device::Cpu, DType::F16).expect("loads in f16");
+    let pipe = SdPipeline::load(&model("tiny-sd15"), &crate::device(), DType::F16).expect("loads in f16");
     let half = run(&pipe, &request(vec![item("a photo of a cat", 1)], Sampler::KEuler));
     let full = run(&load("tiny-sd15"), &request(vec![item("a photo of a cat", 1)], Sampler::KEuler));
     assert_eq!(half[0].dtype(), DType::F32);
     let d = max_diff(&half[0], &full[0]);
     assert!(d > 0.0 && d < 0.25, "f16 should be close to f32, not equal: {d}");
     // SDXL's added conditioning and pooled text in f16 too.
-    let xl = SdPipeline::load(&model("tiny-sdxl"), &Device::Cpu, DType::F16).expect("sdxl loads in f16");
+    let xl = SdPipeline::load(&model("tiny-sdxl"), &crate::device(), DType::F16).expect("sdxl loads in f16");
     let out = run(&xl, &request(vec![item("a photo of a cat", 1)], Sampler::KDpmpp2m));
     assert!(out[0].flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().all(|v| v.is_finite()));
 }

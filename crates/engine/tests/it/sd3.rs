@@ -7,14 +7,14 @@ use std::sync::OnceLock;
 use candle_core::{DType, Device, Tensor};
 use imagegate_core::backend::Job;
 use imagegate_core::{Backend, CancelFlag, Catalog, Family, PromptPart, Sampler, Size, TaskSpec, backend::no_progress};
+use imagegate_engine::Engine;
 use imagegate_engine::fixtures::write_tiny_sd3;
 use imagegate_engine::pipelines::sd3::Sd3Pipeline;
 use imagegate_engine::pipelines::{BatchRequest, ImageRequest};
 use imagegate_engine::samplers::SigmaSpacing;
-use imagegate_engine::{Engine, EngineConfig};
 
 /// A models folder holding `sd35-tiny`.
-fn sd3_dir() -> &'static Path {
+pub(crate) fn sd3_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         // Kept for the whole test run; removed with the OS temp folder.
@@ -25,7 +25,7 @@ fn sd3_dir() -> &'static Path {
 }
 
 fn load() -> Sd3Pipeline {
-    Sd3Pipeline::load(&sd3_dir().join("sd35-tiny"), &Device::Cpu, DType::F32).expect("tiny sd3 loads")
+    Sd3Pipeline::load(&sd3_dir().join("sd35-tiny"), &crate::device(), DType::F32).expect("tiny sd3 loads")
 }
 
 fn item(prompt: &str, seed: u64, guidance: f32) -> ImageRequest {
@@ -86,7 +86,7 @@ fn an_sd3_batch_equals_its_images_run_one_by_one() {
 
 #[tokio::test]
 async fn sd3_tasks_come_back_as_pngs_and_repeat_by_seed() {
-    let engine = Engine::start(EngineConfig::new(sd3_dir())).expect("engine starts");
+    let engine = Engine::start(crate::engine_config(sd3_dir())).expect("engine starts");
     let mut entry = Catalog::builtin().models()[0].clone();
     (entry.id, entry.family, entry.weights) = ("sd35-tiny".into(), Family::Sd35, None);
     assert_eq!(engine.serves(&entry), Ok(()));
@@ -120,7 +120,7 @@ fn an_sai_single_file_draws_what_the_diffusers_folder_draws() {
     std::fs::remove_dir_all(folder.join("transformer")).unwrap();
     std::fs::remove_file(folder.join("vae/diffusion_pytorch_model.safetensors")).unwrap();
     assert!(imagegate_engine::loader::missing_files(&folder).is_empty());
-    let single = Sd3Pipeline::load(&folder, &Device::Cpu, DType::F32).expect("SAI file loads");
+    let single = Sd3Pipeline::load(&folder, &crate::device(), DType::F32).expect("SAI file loads");
     let req = request(vec![item("a red dog", 7, 4.0)]);
     let d = max_diff(&run(&load(), &req)[0], &run(&single, &req)[0]);
     assert!(d < 1e-5, "SAI single file differs from the diffusers folder by {d}");
@@ -143,7 +143,7 @@ fn an_sd3_lora_at_scale_zero_is_the_base_model_and_at_one_changes_the_image() {
     lora.insert("lora_unet_joint_blocks_0_x_block_mlp_fc1.lora_up.weight".to_string(), t(128, 4, 0.4));
     candle_core::safetensors::save(&lora, &path).unwrap();
     let folder = sd3_dir().join("sd35-tiny");
-    let with = |scale: f32| Sd3Pipeline::load_with_loras(&folder, &Device::Cpu, DType::F32, &[LoraRef { path: path.clone(), scale }]).expect("lora merges");
+    let with = |scale: f32| Sd3Pipeline::load_with_loras(&folder, &crate::device(), DType::F32, &[LoraRef { path: path.clone(), scale }]).expect("lora merges");
     let req = request(vec![item("a photo of a cat", 5, 4.0)]);
     let base = run(&load(), &req);
     assert_eq!(max_diff(&base[0], &run(&with(0.0), &req)[0]), 0.0);

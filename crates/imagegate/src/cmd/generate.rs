@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use imagegate_core::backend::Job;
 use imagegate_core::{Backend, CancelFlag, InitImage, LoraSpec, Progress, ProgressSink, Size, TaskSpec};
-use imagegate_engine::{DEMO_MODEL, DemoBackend, DemoRole, Engine, EngineConfig};
+use imagegate_engine::{DEMO_MODEL, DemoBackend, DemoRole, Engine};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::GenerateArgs;
@@ -38,11 +38,13 @@ fn default_local_model(local: &[&str], dir: &std::path::Path) -> anyhow::Result<
 }
 
 /// Generates and writes the image.
-pub async fn run(config: Config, args: GenerateArgs) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, args: GenerateArgs) -> anyhow::Result<()> {
+    if let Some(device) = &args.device {
+        config.models.device = device.clone();
+    }
     let catalog = wiring::catalog_with_local_models(&config)?;
-    let mut engine_config = EngineConfig::new(config.models.dir.clone());
-    engine_config.memory_budget_bytes = config.models.memory_budget_mib * 1024 * 1024;
-    let engine = Arc::new(Engine::start(engine_config).context("starting the engine")?);
+    let engine = Arc::new(Engine::start(config.models.engine_config()?).context("starting the engine")?);
+    let device = engine.device();
     let model_name = match args.model.clone().or_else(|| config.models.default_model.clone()) {
         Some(m) => m,
         None => default_local_model(&imagegate_engine::discover(&config.models.dir).iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), &config.models.dir)?,
@@ -87,6 +89,7 @@ pub async fn run(config: Config, args: GenerateArgs) -> anyhow::Result<()> {
         })
     };
     let job = Job::new("cli", spec.clone());
+    let started = std::time::Instant::now();
     let generation = backend.generate(&job, &sink, &CancelFlag::new()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     bar.finish_and_clear();
     if let Some(note) = &generation.note {
@@ -95,7 +98,8 @@ pub async fn run(config: Config, args: GenerateArgs) -> anyhow::Result<()> {
     let image = generation.images.into_iter().next().context("the engine returned no image")?;
     let out = args.out.clone().unwrap_or_else(|| format!("{}-{}.{}", model.id.replace('/', "_"), spec.seed, image.format.ext()).into());
     std::fs::write(&out, &image.bytes).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("wrote {} ({}x{}, seed {})", out.display(), image.width, image.height, image.seed);
+    // The time includes loading the weights: one process, one image.
+    eprintln!("wrote {} ({}x{}, seed {}) on {device} in {:.2} s", out.display(), image.width, image.height, image.seed, started.elapsed().as_secs_f64());
     Ok(())
 }
 

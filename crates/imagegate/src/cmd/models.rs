@@ -15,6 +15,7 @@ pub async fn run(config: Config, cmd: ModelsCommand) -> anyhow::Result<()> {
     match cmd {
         ModelsCommand::List => {
             let catalog = wiring::catalog_with_local_models(&config)?;
+            // Listing loads no weights: the CPU spares opening (and holding) a GPU.
             let engine = Arc::new(Engine::start(EngineConfig::new(config.models.dir.clone()))?);
             println!("{:<40} {:<13} local", "id", "family");
             for m in catalog.models() {
