@@ -48,6 +48,20 @@ def t5_tokenizer(folder: Path, sub: str = "tokenizer_2") -> PreTrainedTokenizerF
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", model_max_length=t5_length(folder, sub))
 
 
+def render(pipe: FluxPipeline, case: dict, packed: torch.Tensor, max_len: int) -> torch.Tensor:
+    """The parity case's image (`[1, 3, H, W]`, 0..1) from the packed latent."""
+    return pipe(
+        prompt=case["prompt"],
+        height=case["height"],
+        width=case["width"],
+        num_inference_steps=case["steps"],
+        guidance_scale=case["guidance"],
+        latents=packed,
+        max_sequence_length=max_len,
+        output_type="pt",
+    ).images
+
+
 def run(name: str, latent: torch.Tensor) -> None:
     folder = FIXTURES / name
     case = json.loads((folder / "parity_case.json").read_text())
@@ -66,17 +80,7 @@ def run(name: str, latent: torch.Tensor) -> None:
             return step(model_output, timestep, sample, *args, **kwargs)
 
         pipe.scheduler.step = recording_step
-        out = pipe(
-            prompt=case["prompt"],
-            height=case["height"],
-            width=case["width"],
-            num_inference_steps=case["steps"],
-            guidance_scale=case["guidance"],
-            latents=packed,
-            max_sequence_length=max_len,
-            output_type="pt",
-        )
-    image = out.images.float().contiguous()
+        image = render(pipe, case, packed, max_len).float().contiguous()
     save_file(
         {"prompt_embeds": prompt_embeds.float().contiguous(), "pooled_prompt_embeds": pooled.float().contiguous(), "image": image},
         folder / "reference.safetensors",

@@ -10,7 +10,10 @@
 //! output): 1 GiB each for SD 1.5 at 512², freshly faulted pages every call,
 //! and its softmax calls the scalar `expf` per element. The per-step
 //! benchmark in docs/benchmarks.md measures the difference. Elsewhere (CUDA,
-//! Metal, half precision) it is candle's matmul and softmax.
+//! Metal, half precision) it is candle's matmul and softmax: on a GPU in
+//! the weights' dtype (cuBLAS accumulates f16 and bf16 products in f32 and
+//! candle's softmax kernel sums in f32; `q` is scaled first so the scores
+//! stay far inside f16's range), on the CPU in f32.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
@@ -38,13 +41,19 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64) -
 }
 
 /// candle's formulation, for devices and dtypes the fused kernel skips.
+///
+/// Upcasting to f32 on a GPU, as this did at first, made half-precision
+/// models run their attention, the largest products at high resolution, in
+/// f32: unet_step on an H200 measured SDXL at 1024² f16 only 1.8× faster
+/// than f32 (docs/benchmarks.md).
 fn unfused(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64) -> Result<Tensor> {
+    let compute = if q.device().is_cpu() { DType::F32 } else { q.dtype() };
     let split = |t: &Tensor| -> Result<Tensor> {
         let (b, s, w) = t.dims3()?;
-        t.reshape((b, s, heads, w / heads))?.transpose(1, 2)?.contiguous()?.to_dtype(DType::F32)
+        t.reshape((b, s, heads, w / heads))?.transpose(1, 2)?.contiguous()?.to_dtype(compute)
     };
     let (b, sq, width) = q.dims3()?;
-    let scores = (split(q)?.matmul(&split(k)?.t()?)? * scale)?;
+    let scores = (split(q)? * scale)?.matmul(&split(k)?.t()?)?;
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
     probs.matmul(&split(v)?)?.to_dtype(q.dtype())?.transpose(1, 2)?.reshape((b, sq, width))
 }
