@@ -23,7 +23,7 @@ async fn flux_model_route_with_x_key_polls_to_ready() {
     let polling = body["polling_url"].as_str().unwrap().to_string();
     assert!(polling.ends_with(&format!("/v1/get_result?id={id}")));
     let mut last = Value::Null;
-    for _ in 0..100 {
+    for _ in 0..400 {
         last = app.client.get(&polling).header("x-key", &app.admin_key).send().await.unwrap().json().await.unwrap();
         if last["status"] == "Ready" {
             break;

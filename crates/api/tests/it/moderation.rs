@@ -15,7 +15,7 @@ async fn app_refusing(stage: ModerationStage) -> TestApp {
 
 /// Polls `url` with the admin key until the status leaves Pending/Running.
 async fn poll(app: &TestApp, url: &str) -> Value {
-    for _ in 0..100 {
+    for _ in 0..600 {
         // BFL clients send `x-key`; the other dialects a bearer token. Both are accepted where needed.
         let v: Value = app.client.get(url).bearer_auth(&app.admin_key).header("x-key", &app.admin_key).send().await.unwrap().json().await.unwrap();
         if !["Pending", "Running"].contains(&v["status"].as_str().unwrap_or("")) {

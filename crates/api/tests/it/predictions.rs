@@ -65,7 +65,7 @@ async fn flux_kontext_is_asynchronous_and_polls_to_ready() {
     let polling = body["output"][0]["polling_url"].as_str().unwrap().to_string();
     assert!(polling.ends_with(&format!("/v1/tasks/{task_id}")), "{polling}");
     let mut last = Value::Null;
-    for _ in 0..100 {
+    for _ in 0..400 {
         last = app.client.get(&polling).bearer_auth(&app.admin_key).send().await.unwrap().json().await.unwrap();
         if last["status"] == "Ready" {
             break;

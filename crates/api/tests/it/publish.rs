@@ -81,7 +81,7 @@ async fn session_query_finds_a_publish_still_running_after_its_504() {
     assert_eq!(got["taskID"], "nextGPU20250531145458888");
     assert!(["Pending", "Running"].contains(&got["status"].as_str().unwrap()), "{got}");
     let mut last = got;
-    for _ in 0..100 {
+    for _ in 0..400 {
         if last["status"] == "Ready" {
             break;
         }

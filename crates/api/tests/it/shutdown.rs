@@ -23,7 +23,7 @@ async fn submit(app: &TestApp) -> String {
 }
 
 async fn wait_for_state(app: &TestApp, id: &str, want: TaskState) {
-    for _ in 0..200 {
+    for _ in 0..1000 {
         if app.state.db.get_task(id).await.unwrap().unwrap().state == want {
             return;
         }

@@ -137,7 +137,7 @@ async fn slow_task_answers_504_with_task_id_and_finishes_later() {
     let err: Value = resp.json().await.unwrap();
     let id = err["error"]["task_id"].as_str().unwrap().to_string();
     let mut last = Value::Null;
-    for _ in 0..60 {
+    for _ in 0..200 {
         last = app.get(&format!("/v1/tasks/{id}")).await.json().await.unwrap();
         if last["status"] == "Ready" {
             break;

@@ -114,7 +114,7 @@ async fn a_client_that_hangs_up_does_not_cancel_the_started_relay() {
         .await;
     assert!(hung_up.is_err_and(|e| e.is_timeout()), "the client gave up before the provider answered");
     let mut counts = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..400 {
         counts = app.state.db.task_state_counts().await.unwrap();
         if counts.iter().any(|(s, n)| s == "succeeded" && *n == 1) {
             break;

@@ -25,7 +25,7 @@ async fn a_halted_relay_resumes_the_providers_job_instead_of_submitting_it_again
     // BFL's own asynchronous route; the double keeps a "linger" job Pending.
     let resp = app.client.post(app.url("/v1/flux-kontext-pro")).header("x-key", &app.admin_key).json(&json!({"prompt": "a lighthouse, linger"})).send().await.unwrap();
     let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    for _ in 0..500 {
+    for _ in 0..2000 {
         if double.log.to("/v1/get_result").len() >= 3 {
             break;
         }

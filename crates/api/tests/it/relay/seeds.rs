@@ -61,7 +61,7 @@ async fn check_flux_kontext_polls_to_ready(app: &TestApp) {
     let body: Value = resp.json().await.unwrap();
     let polling = body["output"][0]["polling_url"].as_str().unwrap().to_string();
     let mut last = Value::Null;
-    for _ in 0..200 {
+    for _ in 0..800 {
         last = app.client.get(&polling).bearer_auth(&app.admin_key).send().await.unwrap().json().await.unwrap();
         if last["status"] != "Pending" && last["status"] != "Running" {
             break;
