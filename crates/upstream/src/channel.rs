@@ -189,6 +189,21 @@ impl Channel {
         }
     }
 
+    /// A concurrency slot for resuming a job the provider accepted on an
+    /// earlier attempt. Unlike [`Channel::try_admit`] it waits for the slot
+    /// and consults neither the breaker nor the hold: the task cannot go to
+    /// another channel once this one accepted (and bills) its job. It still
+    /// counts against `max_concurrency`, since the job is running at the
+    /// provider and the resumed call may submit the task's remaining images.
+    pub async fn occupy(&self, cancel: &CancelFlag) -> Result<Ticket, UpstreamError> {
+        let Some(sem) = &self.limit else { return Ok(Ticket { _permit: None }) };
+        tokio::select! {
+            // The semaphore is never closed, so this only ever yields a permit.
+            permit = sem.clone().acquire_owned() => Ok(Ticket { _permit: permit.ok() }),
+            () = cancelled(cancel) => Err(UpstreamError::Cancelled),
+        }
+    }
+
     /// Feeds a call's outcome to the breaker and the `Retry-After` hold.
     pub fn record(&self, now: Instant, outcome: Result<(), &UpstreamError>) {
         let mut h = self.health();

@@ -66,7 +66,9 @@ impl UpstreamBackend {
     async fn resume(&self, job: &Job, idx: usize, state: &serde_json::Value, progress: &ProgressSink, cancel: &CancelFlag) -> Result<Generation, BackendError> {
         let ch = &self.channels[idx];
         tracing::info!(task = %job.task_id, channel = %ch.name, "resuming the job the provider accepted on an earlier attempt");
+        let ticket = ch.occupy(cancel).await.map_err(|e| e.into_backend_error(&ch.name))?;
         let result = ch.call(&job.spec, cancel, self.poll_interval, Resume { state: Some(state), on_accept: job.on_accept.as_ref() }).await;
+        drop(ticket);
         ch.record(self.clock.now(), result.as_ref().map(|_| ()));
         match result {
             Ok(generation) => {

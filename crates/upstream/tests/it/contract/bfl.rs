@@ -108,3 +108,29 @@ async fn a_resumed_job_whose_channel_is_gone_is_submitted_anew() {
     assert_eq!(tokens.len(), 1);
     assert!(d.log.to("/v1/get_result?id=job-9").is_empty());
 }
+
+#[tokio::test]
+async fn a_resumed_job_waits_for_its_channels_concurrency_slot() {
+    let d = bfl::start("k").await;
+    let b = backend(&config(&[channel("bfl-one", "bfl", &format!("{}/v1", d.base), "k") + "max_concurrency = 1\n"]));
+    let (first, tokens) = run_recording(&b, imagegate_core::backend::Job::new("t1", spec("flux-kontext-pro", "a cat", 1024, 1024))).await;
+    first.unwrap();
+    let first_polls = d.log.to("/v1/get_result?id=job-1").len();
+
+    // job-2 holds the only slot for its first 200 polls; meanwhile t1's process "restarts" and resumes job-1.
+    let (held, resumed) = tokio::join!(generate(&b, spec("flux-kontext-pro", "a lighthouse, linger", 1024, 1024)), async {
+        while d.log.to("/v1/get_result?id=job-2").is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let mut again = imagegate_core::backend::Job::new("t1", spec("flux-kontext-pro", "a cat", 1024, 1024));
+        again.resume = Some(tokens[0].clone());
+        run_recording(&b, again).await
+    });
+    held.unwrap();
+    assert_eq!(resumed.0.unwrap().provider_request_id.as_deref(), Some("job-1"));
+    let log = d.log.all();
+    let last_hold_poll = log.iter().rposition(|r| r.uri == "/v1/get_result?id=job-2").unwrap();
+    let resumed_poll = log.iter().enumerate().filter(|(_, r)| r.uri == "/v1/get_result?id=job-1").nth(first_polls).map(|(i, _)| i).unwrap();
+    assert!(resumed_poll > last_hold_poll, "the resumed job polled while the only slot was taken");
+    assert_eq!(d.log.to("/v1/flux-kontext-pro").len(), 2, "nothing submitted again");
+}
