@@ -5,11 +5,12 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
-use imagegate_core::{AppError, ModerationStage, TaskState, TaskView};
+use imagegate_core::size::Size;
+use imagegate_core::{AppError, ModelEntry, ModerationStage, TaskState, TaskView};
 use serde_json::{Map, Value, json};
 
 use crate::admission::Admit;
@@ -76,12 +77,7 @@ pub async fn create_generation(
     let caller = authenticate_x_key(&state, &headers).await?;
     let model = state.catalog.require(model_name)?;
     let mut fields: Map<String, Value> = parse_json(&read_body(body)?)?;
-    // BFL sends width/height as numbers; the shared input type reads `size`.
-    if let (Some(w), Some(h)) = (fields.get("width").and_then(Value::as_u64), fields.get("height").and_then(Value::as_u64)) {
-        fields.insert("size".into(), format!("{w}x{h}").into());
-    }
-    fields.remove("width");
-    fields.remove("height");
+    width_and_height_to_size(&mut fields, model)?;
     let input: PredictionInput = serde_json::from_value(Value::Object(fields)).map_err(|e| AppError::new(imagegate_core::ErrorCode::InvalidRequest, e.to_string()))?;
     let (spec, _) = input.into_spec(model, rand::random()).map_err(|mut e| {
         // The shared input type names fields `input.x`; BFL bodies are flat.
@@ -97,6 +93,29 @@ pub async fn create_generation(
     Ok(Json(json!({"id": task.id, "polling_url": polling_url})))
 }
 
+/// BFL sends `width` and `height` as integers, each 1024 when left out; the
+/// shared input type reads a `size`. Checked here, so that a refusal names
+/// the field the client sent rather than one it never wrote (and a lone or
+/// mistyped side is not silently dropped for the default size).
+fn width_and_height_to_size(fields: &mut Map<String, Value>, model: &ModelEntry) -> Result<(), AppError> {
+    let (width, height) = (fields.remove("width"), fields.remove("height"));
+    if width.is_none() && height.is_none() {
+        return Ok(());
+    }
+    let side = |name: &str, value: Option<Value>| match value {
+        None | Some(Value::Null) => Ok(1024),
+        Some(v) => v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| AppError::invalid(name, format!("{v} is not a whole number of pixels"))),
+    };
+    let (w, h) = (side("width", width)?, side("height", height)?);
+    // Blame the side that fails beside the model's native one; a pair whose
+    // sides pass alone (an area or ratio limit) is the width's.
+    let alone_fails = |size| model.check_size("", size).is_err();
+    let field = if !alone_fails(Size::new(w, model.native)) && alone_fails(Size::new(model.native, h)) { "height" } else { "width" };
+    model.check_size(field, Size::new(w, h))?;
+    fields.insert("size".into(), format!("{w}x{h}").into());
+    Ok(())
+}
+
 /// `?id=` of `GET /v1/get_result`.
 #[derive(Debug, serde::Deserialize)]
 pub struct ResultQuery {
@@ -106,8 +125,9 @@ pub struct ResultQuery {
 
 /// `GET /v1/get_result?id=`: the task in BFL's shape.
 #[utoipa::path(get, path = "/v1/get_result", tag = "bfl", params(("id" = String, Query, description = "Task id")), security(("x-key" = []), ("bearer" = [])), responses((status = 200, description = "id, status (Pending, Ready, Error, Request Moderated, Content Moderated) and result.sample"), (status = 404, description = "Task not found")))]
-pub async fn get_result(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ResultQuery>) -> Result<Response, BflError> {
+pub async fn get_result(State(state): State<AppState>, headers: HeaderMap, query: Result<Query<ResultQuery>, QueryRejection>) -> Result<Response, BflError> {
     let caller = authenticate_x_key(&state, &headers).await?;
+    let Query(q) = query.map_err(|_| AppError::invalid("id", "required: the id that POST /v1/{model} answered"))?;
     let Ok(task) = state.task_for(&caller, &q.id).await else {
         return Ok((StatusCode::NOT_FOUND, Json(json!({"id": q.id, "status": "Task not found", "result": null}))).into_response());
     };

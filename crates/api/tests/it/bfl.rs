@@ -46,6 +46,37 @@ async fn width_and_height_set_the_size() {
 }
 
 #[tokio::test]
+async fn a_lone_side_keeps_bfls_default_for_the_other_and_a_bad_side_is_named() {
+    let app = TestApp::spawn().await;
+    let resp = app.client.post(app.url("/v1/flux-dev")).header("x-key", &app.admin_key).json(&json!({"prompt": "x", "width": 512})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let task = app.state.db.get_task(&id).await.unwrap().unwrap();
+    assert_eq!((task.spec.size.width, task.spec.size.height), (512, 1024), "the height is BFL's default");
+    let post = |body: Value| app.client.post(app.url("/v1/flux-dev?dry_run=true")).header("x-key", &app.admin_key).json(&body).send();
+    for (body, field) in [
+        (json!({"prompt": "x", "width": 17}), "width"),
+        (json!({"prompt": "x", "width": 1024, "height": 100}), "height"),
+        (json!({"prompt": "x", "height": "tall"}), "height"),
+        (json!({"prompt": "x", "width": -64, "height": 1024}), "width"),
+    ] {
+        let resp = post(body.clone()).await.unwrap();
+        assert_eq!(resp.status(), 400, "{body}");
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["field"], field, "{body}: {err}");
+        assert!(err["detail"].as_str().unwrap().starts_with(&format!("invalid `{field}`: ")), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn get_result_without_an_id_is_a_400_naming_it() {
+    let app = TestApp::spawn().await;
+    let resp = app.client.get(app.url("/v1/get_result")).header("x-key", &app.admin_key).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["field"], "id");
+}
+
+#[tokio::test]
 async fn wrong_x_key_is_401_and_unknown_id_is_task_not_found() {
     let app = TestApp::spawn().await;
     let resp = app.client.post(app.url("/v1/flux-pro-1.1")).header("x-key", "sk-ig-nope").json(&json!({"prompt": "x"})).send().await.unwrap();
