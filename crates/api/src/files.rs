@@ -2,6 +2,7 @@
 //! unexpired HMAC signature (403 otherwise).
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -19,7 +20,11 @@ pub struct Signature {
 
 /// Serves one object.
 #[utoipa::path(get, path = "/files/{key}", tag = "files", params(("key" = String, Path, description = "Object key"), ("exp" = i64, Query, description = "Expiry (unix seconds)"), ("sig" = String, Query, description = "HMAC signature")), responses((status = 200, description = "The image bytes"), (status = 403, description = "Bad or expired signature"), (status = 404, description = "No such object")))]
-pub async fn get_file(State(state): State<AppState>, Path(key): Path<String>, Query(q): Query<Signature>) -> Result<Response, OpenAiError> {
+pub async fn get_file(State(state): State<AppState>, Path(key): Path<String>, query: Result<Query<Signature>, QueryRejection>) -> Result<Response, OpenAiError> {
+    // An `exp` that is not a number is a tampered URL like any other, not a malformed request.
+    let Ok(Query(q)) = query else {
+        return Err(AppError::new(ErrorCode::Forbidden, "invalid or expired signature").into());
+    };
     let (Some(exp), Some(sig)) = (q.exp, q.sig) else {
         return Err(AppError::new(ErrorCode::Forbidden, "missing signature").into());
     };

@@ -27,6 +27,10 @@ async fn tampered_signatures_are_403() {
     assert_eq!(app.client.get(&other).send().await.unwrap().status(), 403);
     let bare = url.split_once('?').unwrap().0;
     assert_eq!(app.client.get(bare).send().await.unwrap().status(), 403);
+    let garbled = url.replace("exp=", "exp=soon");
+    let resp = app.client.get(&garbled).send().await.unwrap();
+    assert_eq!(resp.status(), 403, "an expiry that is not a number is a tampered link too");
+    assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["error"]["code"], "forbidden");
 }
 
 #[tokio::test]
