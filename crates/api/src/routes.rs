@@ -6,16 +6,24 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::routing::{get, post};
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, Method, Uri};
+use imagegate_core::AppError;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::dialects::openai::OpenAiError;
 use crate::dialects::{bfl, openai, predictions, publish, stability, tasks};
 use crate::state::AppState;
 use crate::{admin, files, health, openapi, usage};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// An unknown path, in the error shape most clients read (OpenAI's), so
+/// that a mistyped URL says so instead of answering an empty 404.
+async fn no_route(method: Method, uri: Uri) -> OpenAiError {
+    AppError::not_found(format!("no route for {method} {}; the routes are listed at /openapi.json", uri.path())).into()
+}
 
 /// Every route imagegate serves.
 pub fn router(state: AppState) -> Router {
@@ -53,7 +61,8 @@ pub fn router(state: AppState) -> Router {
             post(move |State(s): State<AppState>, RawQuery(q): RawQuery, h: HeaderMap, b: Result<Bytes, BytesRejection>| bfl::create_generation(name, s, q, h, b)),
         );
     }
-    app.layer(DefaultBodyLimit::max(limit))
+    app.fallback(no_route)
+        .layer(DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::new())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &http::Request<_>| {

@@ -64,3 +64,14 @@ async fn docs_page_loads_the_spec_without_external_assets() {
     assert!(html.contains("/openapi.json"));
     assert!(!html.contains("http://") && !html.contains("https://"), "docs page must work offline");
 }
+
+#[tokio::test]
+async fn an_unknown_route_is_a_json_404_that_points_at_the_route_list() {
+    let app = TestApp::spawn().await;
+    let resp = app.client.post(app.url("/v1/images/edit")).bearer_auth(&app.admin_key).json(&serde_json::json!({"prompt": "x"})).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert!(resp.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(body["error"]["message"], "no route for POST /v1/images/edit; the routes are listed at /openapi.json");
+}
