@@ -47,7 +47,8 @@ pub(crate) enum Phase {
 pub(crate) struct Shutdown {
     phase: watch::Sender<Phase>,
     // A plain counter, not a watch: every relayed request starts and ends a
-    // run, and this costs it two atomic operations.
+    // run, and this costs it a handful of atomic operations (the count and
+    // the guard's Arc).
     runs: AtomicUsize,
     none_running: Notify,
 }
