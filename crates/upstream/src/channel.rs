@@ -226,6 +226,9 @@ impl Channel {
         let model = self
             .upstream_model(&spec.model)
             .ok_or_else(|| UpstreamError::Invalid { field: "model".into(), message: format!("channel {} does not serve {}", self.name, spec.model) })?;
+        if spec.init_image.as_ref().is_some_and(|i| i.mask.is_some()) && !self.adapter.takes_masks() {
+            return Err(UpstreamError::Invalid { field: "mask".into(), message: format!("channel {}'s provider API takes no inpainting mask here", self.name) });
+        }
         let accepted = OnceLock::new();
         let call =
             Call { http: &self.http, base_url: &self.base_url, key: self.key.as_ref(), model, spec, cancel, poll_interval, accepted: &accepted, channel: &self.name, resume };

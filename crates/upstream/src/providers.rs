@@ -209,6 +209,19 @@ impl Call<'_> {
         Ok(Some((bytes, format)))
     }
 
+    /// The task's inpainting mask as a PNG in OpenAI's convention (alpha
+    /// zero where to repaint; ours is white there), for an upload.
+    pub fn openai_mask(&self) -> Result<Option<Vec<u8>>, UpstreamError> {
+        let Some(source) = self.spec.init_image.as_ref().and_then(|i| i.mask.as_deref()) else { return Ok(None) };
+        let invalid = |message: String| UpstreamError::Invalid { field: "mask".into(), message };
+        let bytes = crate::images::decode_base64(source).map_err(|e| invalid(e.to_string()))?;
+        let grey = image::load_from_memory(&bytes).map_err(|e| invalid(format!("not an image: {e}")))?.to_luma8();
+        let rgba = image::RgbaImage::from_fn(grey.width(), grey.height(), |x, y| image::Rgba([0, 0, 0, if grey.get_pixel(x, y)[0] >= 128 { 0 } else { 255 }]));
+        let mut png = Vec::new();
+        rgba.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| invalid(format!("re-encoding: {e}")))?;
+        Ok(Some(png))
+    }
+
     /// Refuses a task with a reference image on an endpoint that only
     /// draws from text, rather than silently dropping the image; the relay
     /// then tries a channel that can use it.
@@ -255,6 +268,13 @@ pub(crate) struct Output {
 pub(crate) trait Adapter: Send + Sync {
     /// Makes `call.spec.count` images (or fewer if the provider returns fewer).
     async fn generate(&self, call: &Call<'_>) -> Result<Output, UpstreamError>;
+
+    /// Whether this adapter sends an inpainting mask on. Those that do not
+    /// are passed over for a masked task (see `Channel::call`) rather than
+    /// repainting the whole image.
+    fn takes_masks(&self) -> bool {
+        false
+    }
 }
 
 fn gcd(a: u32, b: u32) -> u32 {

@@ -9,7 +9,8 @@
 //! `x-request-id` header. Errors: `{"error": {"message", "type", "code"}}`.
 //! dall-e-3 makes one image per request, so n > 1 becomes n requests.
 //! With an inline reference image the same fields go as a multipart form
-//! with an `image` file to `POST /v1/images/edits`
+//! with an `image` file (and a `mask` file, transparent where to repaint)
+//! to `POST /v1/images/edits`
 //! (<https://platform.openai.com/docs/api-reference/images/createEdit>).
 
 use imagegate_core::ImageFormat;
@@ -94,7 +95,11 @@ impl OpenAi {
                         },
                     );
                 }
-                let (content_type, data) = form.file("image", &format!("image.{}", format.ext()), format.mime(), bytes).finish();
+                form = form.file("image", &format!("image.{}", format.ext()), format.mime(), bytes);
+                if let Some(mask) = call.openai_mask()? {
+                    form = form.file("mask", "mask.png", "image/png", &mask);
+                }
+                let (content_type, data) = form.finish();
                 call.bearer(call.http.post(call.url("/images/edits"))).header("content-type", content_type).body(data)
             }
         };
@@ -118,6 +123,11 @@ impl OpenAi {
 
 #[async_trait::async_trait]
 impl Adapter for OpenAi {
+    /// OpenAI's images/edits takes a mask file; a gateway's JSON body has no field for one.
+    fn takes_masks(&self) -> bool {
+        !self.compatible
+    }
+
     async fn generate(&self, call: &Call<'_>) -> Result<Output, UpstreamError> {
         // A gateway takes the reference in the JSON body (see `body`); OpenAI
         // itself wants an upload to images/edits, which dall-e-3 lacks.

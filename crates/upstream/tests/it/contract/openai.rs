@@ -96,6 +96,47 @@ async fn an_inline_reference_goes_to_images_edits_as_an_upload() {
     assert!(d.log.to("/v1/images/generations").is_empty());
 }
 
+/// The raw bytes of the form part called `name` (the doubles' form parser reads text).
+fn part_bytes(req: &crate::doubles::support::Recorded, name: &str) -> Vec<u8> {
+    let boundary = req.header("content-type").split("boundary=").nth(1).unwrap().trim_matches('"').to_string();
+    let find = |hay: &[u8], needle: &[u8], from: usize| hay[from..].windows(needle.len()).position(|w| w == needle).map(|i| i + from);
+    let head = find(&req.body, format!("name=\"{name}\"").as_bytes(), 0).unwrap();
+    let start = find(&req.body, b"\r\n\r\n", head).unwrap() + 4;
+    let end = find(&req.body, format!("\r\n--{boundary}").as_bytes(), start).unwrap();
+    req.body[start..end].to_vec()
+}
+
+#[tokio::test]
+async fn a_mask_goes_to_images_edits_transparent_where_to_repaint() {
+    let d = openai::start("sk-test", false).await;
+    let b = backend(&config(&[channel("oa", "openai", &format!("{}/v1", d.base), "sk-test")]));
+    let mut s = spec("gpt-image-1", "a red door", 1024, 1024);
+    // Ours: white (the left half) is repainted.
+    let grey = image::GrayImage::from_fn(8, 8, |x, _| image::Luma([if x < 4 { 255 } else { 0 }]));
+    let mut mask = Vec::new();
+    grey.write_to(&mut std::io::Cursor::new(&mut mask), image::ImageFormat::Png).unwrap();
+    let uri = |bytes: &[u8]| format!("data:image/png;base64,{}", crate::support::b64(bytes));
+    s.init_image = Some(imagegate_core::InitImage { source: uri(&crate::support::png(8, 8)), strength: 1.0, mask: Some(uri(&mask)) });
+    generate(&b, s).await.unwrap();
+    let reqs = d.log.to("/v1/images/edits");
+    let sent = image::load_from_memory(&part_bytes(&reqs[0], "mask")).unwrap().to_rgba8();
+    assert_eq!((sent.dimensions(), sent.get_pixel(1, 1)[3], sent.get_pixel(6, 1)[3]), ((8, 8), 0, 255), "OpenAI's: transparent where to repaint");
+}
+
+#[tokio::test]
+async fn a_masked_task_passes_over_a_channel_that_cannot_send_the_mask() {
+    let gateway = openai::start("sk-gw", false).await;
+    let b = backend(&config(&[channel("gw", "openai-compatible", &format!("{}/v1", gateway.base), "sk-gw") + "models = [\"gpt-image-1\"]\n"]));
+    let mut s = spec("gpt-image-1", "a red door", 1024, 1024);
+    let png = format!("data:image/png;base64,{}", crate::support::b64(&crate::support::png(8, 8)));
+    s.init_image = Some(imagegate_core::InitImage { source: png.clone(), strength: 1.0, mask: Some(png) });
+    match generate(&b, s).await {
+        Err(BackendError::Invalid { field, .. }) => assert_eq!(field, "mask"),
+        other => panic!("expected a refusal naming the mask, got {other:?}"),
+    }
+    assert!(gateway.log.all().is_empty(), "nothing was sent that would repaint the whole image");
+}
+
 #[tokio::test]
 async fn a_reference_url_is_not_fetched_by_the_relay() {
     let d = openai::start("sk-test", false).await;
