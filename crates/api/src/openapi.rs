@@ -19,6 +19,7 @@ use crate::{admin, files, health, usage};
         health::readyz,
         files::get_file,
         openai::create_image,
+        openai::create_edit,
         openai::list_models,
         tasks::get_task,
         stability::create_text_to_image,

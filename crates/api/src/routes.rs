@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/images/generations", post(openai::create_image))
+        .route("/v1/images/edits", post(openai::create_edit))
         .route("/v1/models", get(openai::list_models))
         .route("/v1/tasks/{id}", get(tasks::get_task))
         .route("/files/{*key}", get(files::get_file))

@@ -3,15 +3,17 @@
 //! both shapes: `data` (OpenAI) and `images` (SiliconFlow) list the same
 //! images, plus `timings` and `seed`.
 
+pub mod edits;
 pub mod request;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use imagegate_core::AppError;
+use imagegate_core::{AppError, TaskSpec};
 use serde_json::{Value, json};
 
 use crate::admission::Admit;
@@ -19,7 +21,8 @@ use crate::auth::{authenticate, check_model_allowed};
 use crate::body::{parse_json, read_body};
 use crate::dialects::shared::run_to_end;
 use crate::state::AppState;
-use request::ImageRequest;
+use imagegate_store::Caller;
+use request::{ImageRequest, ResponseOptions};
 
 /// An error rendered as OpenAI does: `{"error": {message, type, param, code}}`.
 #[derive(Debug)]
@@ -80,13 +83,37 @@ pub async fn create_image(
 ) -> Result<Response, OpenAiError> {
     let caller = authenticate(&state, &headers).await?;
     let req: ImageRequest = parse_json(&read_body(body)?)?;
-    let (mut spec, opts) = req.into_spec(&state.catalog, rand::random())?;
-    check_model_allowed(&caller, state.catalog.require(&spec.model)?)?;
-    if query.dry_run {
+    let (spec, opts) = req.into_spec(&state.catalog, rand::random())?;
+    generate_and_answer(&state, &caller, spec, opts, query.dry_run).await
+}
+
+/// `POST /v1/images/edits`: edit an uploaded image (multipart: `image`,
+/// optional `mask`, `prompt` and the generation fields), answered as
+/// `POST /v1/images/generations` answers.
+#[utoipa::path(post, path = "/v1/images/edits", tag = "openai", request_body(content_type = "multipart/form-data", description = "`image` (file), optional `mask` (file: transparent, or white without alpha, where to repaint; the image's size), `prompt`, and the fields of /v1/images/generations as text"), params(("dry_run" = Option<bool>, Query, description = "Answer with the price instead of generating")), security(("bearer" = [])), responses((status = 200, description = "As /v1/images/generations"), (status = 400, description = "Invalid field"), (status = 401, description = "Missing or unknown key"), (status = 402, description = "Not enough credits"), (status = 404, description = "Unknown model"), (status = 413, description = "Body over the limit"), (status = 504, description = "Still running; body carries the task id")))]
+pub async fn create_edit(
+    State(state): State<AppState>,
+    Query(query): Query<GenerationQuery>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, OpenAiError> {
+    let caller = authenticate(&state, &headers).await?;
+    let form = edits::read_form(multipart, &state.catalog).await?;
+    let (mut spec, opts) = form.request.into_spec(&state.catalog, rand::random())?;
+    if let Some(init) = spec.init_image.as_mut() {
+        init.mask = form.mask;
+    }
+    generate_and_answer(&state, &caller, spec, opts, query.dry_run).await
+}
+
+/// Quotes, or generates and waits, then answers in both shapes.
+async fn generate_and_answer(state: &AppState, caller: &Caller, mut spec: TaskSpec, opts: ResponseOptions, dry_run: bool) -> Result<Response, OpenAiError> {
+    check_model_allowed(caller, state.catalog.require(&spec.model)?)?;
+    if dry_run {
         return Ok(Json(quote_json(&state.quote(&spec)?)).into_response());
     }
     crate::enhance::enhance_spec(state.enhancer.as_ref(), &mut spec).await;
-    let task = run_to_end(&state, &caller, spec, Admit::default()).await?;
+    let task = run_to_end(state, caller, spec, Admit::default()).await?;
     let images = state.images_of(&task).await?;
     let revised = task.spec.revised_prompt.clone();
     let mut data = Vec::with_capacity(images.len());
@@ -109,7 +136,7 @@ pub async fn create_image(
         "timings": {"inference": result.inference_ms},
         "seed": task.spec.seed,
     });
-    Ok(state.with_charge(&caller, &task, Json(body).into_response()).await?)
+    Ok(state.with_charge(caller, &task, Json(body).into_response()).await?)
 }
 
 /// `GET /v1/models`: the catalog's models, with whether this deployment can serve each now.
