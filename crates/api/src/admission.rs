@@ -134,7 +134,7 @@ pub fn task_failure(task: &TaskView) -> AppError {
     let parsed: ErrorCode = serde_json::from_value(serde_json::Value::String(code.clone())).unwrap_or(ErrorCode::Internal);
     let err = match task.state {
         TaskState::Cancelled => AppError::new(ErrorCode::Conflict, "task was cancelled"),
-        _ => AppError::new(parsed, message),
+        _ => AppError::restored(parsed, message),
     };
     err.with_task(&task.id)
 }

@@ -111,6 +111,15 @@ impl AppError {
         Self { field: Some(field.to_string()), ..Self::new(ErrorCode::InvalidRequest, format!("invalid `{field}`: {allowed}")) }
     }
 
+    /// An error read back from a failed task's stored code and message; a
+    /// 400 gets back the field that [`AppError::invalid`] wrote into its
+    /// message, so that a refusal found by a backend names it as one found
+    /// at admission does.
+    pub fn restored(code: ErrorCode, message: String) -> Self {
+        let field = (code == ErrorCode::InvalidRequest).then(|| message.strip_prefix("invalid `")?.split_once("`: ").map(|(f, _)| f.to_string())).flatten();
+        Self { field, ..Self::new(code, message) }
+    }
+
     /// A 404 for an unknown thing.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::NotFound, message)
@@ -155,6 +164,15 @@ impl std::error::Error for AppError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_refusal_gets_its_field_back() {
+        let stored = AppError::invalid("mask", "needs an inpainting checkpoint");
+        let back = AppError::restored(stored.code, stored.message.clone());
+        assert_eq!((back.field.as_deref(), back.message), (Some("mask"), stored.message));
+        assert_eq!(AppError::restored(ErrorCode::InvalidRequest, "the prompt was refused".into()).field, None);
+        assert_eq!(AppError::restored(ErrorCode::UpstreamError, "invalid `x`: from a provider".into()).field, None);
+    }
 
     #[test]
     fn invalid_names_the_field() {

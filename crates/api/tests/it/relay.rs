@@ -6,9 +6,11 @@
 //! when every channel fails nothing is charged; `[models.routing]` chooses
 //! between a local backend and the channels; a synchronous relayed request
 //! starts at once instead of waiting for a worker loop; a relay halted after
-//! the provider accepted its job resumes that job on its next attempt.
+//! the provider accepted its job resumes that job on its next attempt; an
+//! edit's mask reaches OpenAI, and a channel that cannot take it is refused.
 
 mod direct;
+mod edits;
 mod failover;
 mod harness;
 mod resume;

@@ -6,14 +6,14 @@ use base64::Engine as _;
 use imagegate_testkit::TestApp;
 use serde_json::Value;
 
-const BOUNDARY: &str = "imagegate-test-boundary";
+pub const BOUNDARY: &str = "imagegate-test-boundary";
 
-enum Part<'a> {
+pub enum Part<'a> {
     Text(&'a str, &'a str),
     File(&'a str, Vec<u8>),
 }
 
-fn form(parts: &[Part<'_>]) -> Vec<u8> {
+pub fn form(parts: &[Part<'_>]) -> Vec<u8> {
     let mut out = Vec::new();
     for part in parts {
         out.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
@@ -36,16 +36,16 @@ fn png(img: image::DynamicImage) -> Vec<u8> {
     out
 }
 
-fn picture(w: u32, h: u32) -> Vec<u8> {
+pub fn picture(w: u32, h: u32) -> Vec<u8> {
     png(image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])).into())
 }
 
 /// OpenAI's mask: the left half transparent (repaint), the right half opaque (keep).
-fn left_half_mask(w: u32, h: u32) -> Vec<u8> {
+pub fn left_half_mask(w: u32, h: u32) -> Vec<u8> {
     png(image::RgbaImage::from_fn(w, h, |x, _| image::Rgba([0, 0, 0, if x < w / 2 { 0 } else { 255 }])).into())
 }
 
-async fn post(app: &TestApp, parts: &[Part<'_>]) -> reqwest::Response {
+pub async fn post(app: &TestApp, parts: &[Part<'_>]) -> reqwest::Response {
     app.client
         .post(app.url("/v1/images/edits"))
         .bearer_auth(&app.admin_key)
