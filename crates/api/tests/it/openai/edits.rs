@@ -124,3 +124,12 @@ async fn a_bad_form_is_a_400_naming_the_field() {
         app.client.post(app.url("/v1/images/edits")).header("content-type", format!("multipart/form-data; boundary={BOUNDARY}")).body(form(&[image()])).send().await.unwrap();
     assert_eq!(unauthenticated.status(), 401);
 }
+
+#[tokio::test]
+async fn an_image_over_the_body_limit_is_413() {
+    let app = TestApp::spawn().await;
+    let resp = post(&app, &[Part::Text("prompt", "x"), Part::File("image", vec![0u8; 17 * 1024 * 1024])]).await;
+    assert_eq!(resp.status(), 413);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "payload_too_large");
+}
