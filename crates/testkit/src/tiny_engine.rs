@@ -16,8 +16,15 @@ use crate::app::TestAppOptions;
 
 /// Catalog ids (see `core/src/catalog/default.toml`) that the tiny models
 /// serve, and the family each imitates.
-pub const TINY_MODEL_IDS: [&str; 6] =
-    ["stable-diffusion-v1-6", "stable-diffusion-xl-beta-v2-2-2", "stable-diffusion-xl-1024-v1-0", "FLUX.1-schnell", "FLUX.1-dev", "stable-diffusion-3-5-large"];
+pub const TINY_MODEL_IDS: [&str; 7] = [
+    "stable-diffusion-v1-6",
+    "stable-diffusion-inpainting",
+    "stable-diffusion-xl-beta-v2-2-2",
+    "stable-diffusion-xl-1024-v1-0",
+    "FLUX.1-schnell",
+    "FLUX.1-dev",
+    "stable-diffusion-3-5-large",
+];
 
 fn write_model(dir: &Path, id: &str) -> imagegate_engine::Result<()> {
     let folder = dir.join(id);
@@ -25,6 +32,7 @@ fn write_model(dir: &Path, id: &str) -> imagegate_engine::Result<()> {
     // engine tests' fixtures would spend seconds per step on a CPU.
     match id {
         "stable-diffusion-v1-6" => write_tiny_sd(&folder, &TinySd { seed: 11, lean: true, ..TinySd::default() }),
+        "stable-diffusion-inpainting" => write_tiny_sd(&folder, &TinySd { inpaint: true, seed: 17, lean: true, ..TinySd::default() }),
         "stable-diffusion-xl-beta-v2-2-2" => write_tiny_sd(&folder, &TinySd { variant: TinySdVariant::Sd21, seed: 12, lean: true, ..TinySd::default() }),
         "stable-diffusion-xl-1024-v1-0" => write_tiny_sdxl_with(&folder, &TinySdxl { dtype: candle_core::DType::F32, seed: 13, lean: true }),
         "FLUX.1-schnell" => write_tiny_flux(&folder, &TinyFlux { seed: 14, lean: true, ..TinyFlux::default() }),
