@@ -3,11 +3,13 @@
 //! [`TestApp`] — the whole server on a random port; with the `engine`
 //! feature, the real engine over tiny generated models (`tiny_engine`); with
 //! the `doubles` feature, local doubles of the upstream provider APIs; and
-//! the seed documents' request bodies (`seeds`).
+//! the seed documents' request bodies (`seeds`) and OpenAI edit forms
+//! (`edits`).
 
 pub mod app;
 #[cfg(feature = "doubles")]
 pub mod doubles;
+pub mod edits;
 pub mod scratch;
 pub mod seeds;
 pub mod synthetic;

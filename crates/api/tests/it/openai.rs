@@ -1,5 +1,5 @@
 //! OpenAI Images and SiliconFlow-style generations, and the models list.
 
-pub mod edits;
+mod edits;
 mod generations;
 mod models;

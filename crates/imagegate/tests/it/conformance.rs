@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use base64::Engine as _;
+use imagegate_testkit::edits::{left_half_mask, picture};
 use imagegate_testkit::seeds::{SEED_001_PATH as SD16, seed_000_body, seed_001_body, seed_003_body};
 use imagegate_testkit::{TestApp, TestAppOptions};
 use serde_json::{Value, json};
@@ -142,45 +143,19 @@ async fn bfl_flux_dev_is_asynchronous_on_the_engine_and_polls_to_ready() {
     assert_eq!(path(&task["result"]["sample"]), path(&last["result"]["sample"]));
 }
 
-/// A multipart body for `POST /v1/images/edits`: text fields, then PNG files.
-fn edit_form(boundary: &str, texts: &[(&str, &str)], files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, value) in texts {
-        out.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
-    }
-    for (name, bytes) in files {
-        out.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes());
-        out.extend_from_slice(bytes);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    out
-}
-
-fn png_of(img: image::DynamicImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
-    out
-}
-
 #[tokio::test]
 async fn an_openai_edit_with_a_mask_inpaints_on_the_engine() {
     let app = engine_app().await;
-    let picture = png_of(image::RgbImage::from_fn(512, 512, |x, y| image::Rgb([(x / 2) as u8, (y / 2) as u8, 120])).into());
-    // OpenAI's mask: transparent (the left half) is repainted.
-    let mask = png_of(image::RgbaImage::from_fn(512, 512, |x, _| image::Rgba([0, 0, 0, if x < 256 { 0 } else { 255 }])).into());
-    let send = |files: Vec<(&'static str, Vec<u8>)>| {
-        let body = edit_form("edit-boundary", &[("model", "stable-diffusion-inpainting"), ("prompt", "a red door in a white wall"), ("response_format", "url")], &files);
-        app.client.post(app.url("/v1/images/edits")).bearer_auth(&app.admin_key).header("content-type", "multipart/form-data; boundary=edit-boundary").body(body).send()
-    };
-    let resp = send(vec![("image", picture.clone()), ("mask", mask)]).await.unwrap();
+    let (image, mask) = (picture(512, 512), left_half_mask(512, 512));
+    let texts = [("model", "stable-diffusion-inpainting"), ("prompt", "a red door in a white wall"), ("response_format", "url")];
+    let resp = app.post_edit(&app.admin_key, &texts, &[("image", &image), ("mask", &mask)]).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-imagegate-served-by"], "engine");
     let body: Value = resp.json().await.unwrap();
     assert_png_at(&app, body["data"][0]["url"].as_str().unwrap(), 512, 512).await;
 
     // The inpainting checkpoint takes nothing without a mask, and says so by name.
-    let resp = send(vec![("image", picture)]).await.unwrap();
+    let resp = app.post_edit(&app.admin_key, &texts, &[("image", &image)]).await;
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["param"], "mask", "{err}");

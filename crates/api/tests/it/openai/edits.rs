@@ -4,57 +4,8 @@
 
 use base64::Engine as _;
 use imagegate_testkit::TestApp;
+use imagegate_testkit::edits::{left_half_mask, picture};
 use serde_json::Value;
-
-pub const BOUNDARY: &str = "imagegate-test-boundary";
-
-pub enum Part<'a> {
-    Text(&'a str, &'a str),
-    File(&'a str, Vec<u8>),
-}
-
-pub fn form(parts: &[Part<'_>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for part in parts {
-        out.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
-        match part {
-            Part::Text(name, value) => out.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes()),
-            Part::File(name, bytes) => {
-                out.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{name}.png\"\r\nContent-Type: image/png\r\n\r\n").as_bytes());
-                out.extend_from_slice(bytes);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-    }
-    out.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    out
-}
-
-fn png(img: image::DynamicImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
-    out
-}
-
-pub fn picture(w: u32, h: u32) -> Vec<u8> {
-    png(image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])).into())
-}
-
-/// OpenAI's mask: the left half transparent (repaint), the right half opaque (keep).
-pub fn left_half_mask(w: u32, h: u32) -> Vec<u8> {
-    png(image::RgbaImage::from_fn(w, h, |x, _| image::Rgba([0, 0, 0, if x < w / 2 { 0 } else { 255 }])).into())
-}
-
-pub async fn post(app: &TestApp, parts: &[Part<'_>]) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/images/edits"))
-        .bearer_auth(&app.admin_key)
-        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
-        .body(form(parts))
-        .send()
-        .await
-        .unwrap()
-}
 
 fn decode_data_uri(uri: &str) -> image::DynamicImage {
     let (_, b64) = uri.split_once(";base64,").unwrap();
@@ -64,11 +15,8 @@ fn decode_data_uri(uri: &str) -> image::DynamicImage {
 #[tokio::test]
 async fn an_edit_with_a_mask_becomes_an_inpainting_task_at_the_images_size() {
     let app = TestApp::spawn().await;
-    let resp = post(
-        &app,
-        &[Part::Text("prompt", "a red door"), Part::Text("model", "FLUX.1-schnell"), Part::File("image", picture(768, 512)), Part::File("mask", left_half_mask(768, 512))],
-    )
-    .await;
+    let (image, mask) = (picture(768, 512), left_half_mask(768, 512));
+    let resp = app.post_edit(&app.admin_key, &[("prompt", "a red door"), ("model", "FLUX.1-schnell")], &[("image", &image), ("mask", &mask)]).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     let url = body["data"][0]["url"].as_str().unwrap();
@@ -87,9 +35,8 @@ async fn an_edit_with_a_mask_becomes_an_inpainting_task_at_the_images_size() {
 #[tokio::test]
 async fn an_edit_without_a_mask_is_image_to_image_with_the_forms_fields() {
     let app = TestApp::spawn().await;
-    let parts =
-        [Part::Text("prompt", "as a watercolour"), Part::Text("n", "2"), Part::Text("size", "1024x1024"), Part::Text("strength", "0.4"), Part::File("image[]", picture(64, 64))];
-    let resp = post(&app, &parts).await;
+    let texts = [("prompt", "as a watercolour"), ("n", "2"), ("size", "1024x1024"), ("strength", "0.4")];
+    let resp = app.post_edit(&app.admin_key, &texts, &[("image[]", &picture(64, 64))]).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
@@ -102,33 +49,34 @@ async fn an_edit_without_a_mask_is_image_to_image_with_the_forms_fields() {
 #[tokio::test]
 async fn a_bad_form_is_a_400_naming_the_field() {
     let app = TestApp::spawn().await;
-    let image = || Part::File("image", picture(64, 64));
-    let cases: Vec<(Vec<Part<'_>>, &str)> = vec![
-        (vec![Part::Text("prompt", "x")], "image"),
-        (vec![image()], "prompt"),
-        (vec![Part::Text("prompt", "x"), Part::File("image", b"not an image".to_vec())], "image"),
-        (vec![Part::Text("prompt", "x"), image(), Part::File("mask", left_half_mask(32, 32))], "mask"),
-        (vec![Part::Text("prompt", "x"), image(), Part::Text("n", "many")], "n"),
-        (vec![Part::Text("prompt", "x"), image(), Part::Text("strength", "2")], "strength"),
-        (vec![Part::Text("prompt", "x"), image(), image()], "image"),
+    let (image, small_mask) = (picture(64, 64), left_half_mask(32, 32));
+    let x = ("prompt", "x");
+    type Texts<'a> = &'a [(&'a str, &'a str)];
+    type Files<'a> = &'a [(&'a str, &'a [u8])];
+    let cases: [(Texts, Files, &str); 7] = [
+        (&[x], &[], "image"),
+        (&[], &[("image", &image)], "prompt"),
+        (&[x], &[("image", b"not an image")], "image"),
+        (&[x], &[("image", &image), ("mask", &small_mask)], "mask"),
+        (&[x, ("n", "many")], &[("image", &image)], "n"),
+        (&[x, ("strength", "2")], &[("image", &image)], "strength"),
+        (&[x], &[("image", &image), ("image", &image)], "image"),
     ];
-    for (parts, field) in cases {
-        let resp = post(&app, &parts).await;
+    for (texts, files, field) in cases {
+        let resp = app.post_edit(&app.admin_key, texts, files).await;
         assert_eq!(resp.status(), 400, "{field}");
         let err: Value = resp.json().await.unwrap();
         assert_eq!(err["error"]["param"], field, "{err}");
     }
     let json = app.client.post(app.url("/v1/images/edits")).bearer_auth(&app.admin_key).json(&serde_json::json!({"prompt": "x"})).send().await.unwrap();
     assert_eq!(json.status(), 400, "a JSON body is not the form");
-    let unauthenticated =
-        app.client.post(app.url("/v1/images/edits")).header("content-type", format!("multipart/form-data; boundary={BOUNDARY}")).body(form(&[image()])).send().await.unwrap();
-    assert_eq!(unauthenticated.status(), 401);
+    assert_eq!(app.post_edit("sk-ig-unknown", &[x], &[("image", &image)]).await.status(), 401);
 }
 
 #[tokio::test]
 async fn an_image_over_the_body_limit_is_413() {
     let app = TestApp::spawn().await;
-    let resp = post(&app, &[Part::Text("prompt", "x"), Part::File("image", vec![0u8; 17 * 1024 * 1024])]).await;
+    let resp = app.post_edit(&app.admin_key, &[("prompt", "x")], &[("image", &vec![0u8; 17 * 1024 * 1024])]).await;
     assert_eq!(resp.status(), 413);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["code"], "payload_too_large");

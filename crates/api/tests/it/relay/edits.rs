@@ -4,10 +4,10 @@
 
 use imagegate_store::now_ms;
 use imagegate_testkit::doubles::openai;
+use imagegate_testkit::edits::{left_half_mask, picture};
 use serde_json::Value;
 
 use super::harness::{Channels, app, metered_key};
-use crate::openai::edits::{BOUNDARY, Part, form, left_half_mask, picture, post};
 
 #[tokio::test]
 async fn an_edits_mask_reaches_openai_and_the_result_is_served_from_our_url() {
@@ -15,9 +15,8 @@ async fn an_edits_mask_reaches_openai_and_the_result_is_served_from_our_url() {
     let mut channels = Channels::new();
     channels.add("oa", "openai", &format!("{}/v1", double.base), "oa-key", "");
     let app = app(channels.relay(""), false).await;
-    let resp =
-        post(&app, &[Part::Text("prompt", "a red door"), Part::Text("model", "gpt-image-1"), Part::File("image", picture(64, 64)), Part::File("mask", left_half_mask(64, 64))])
-            .await;
+    let (image, mask) = (picture(64, 64), left_half_mask(64, 64));
+    let resp = app.post_edit(&app.admin_key, &[("prompt", "a red door"), ("model", "gpt-image-1")], &[("image", &image), ("mask", &mask)]).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-imagegate-served-by"], "channel:oa");
     let body: Value = resp.json().await.unwrap();
@@ -35,16 +34,8 @@ async fn a_channel_that_cannot_send_the_mask_is_not_called_and_nothing_is_charge
     channels.add("gw", "openai-compatible", &format!("{}/v1", gateway.base), "sk-ig-gw", "models = [\"FLUX.1-schnell\"]");
     let app = app(channels.relay(""), false).await;
     let (account, key) = metered_key(&app, "editor", 1_000_000).await;
-    let parts = [Part::Text("prompt", "a red door"), Part::Text("model", "FLUX.1-schnell"), Part::File("image", picture(512, 512)), Part::File("mask", left_half_mask(512, 512))];
-    let resp = app
-        .client
-        .post(app.url("/v1/images/edits"))
-        .bearer_auth(&key)
-        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
-        .body(form(&parts))
-        .send()
-        .await
-        .unwrap();
+    let (image, mask) = (picture(512, 512), left_half_mask(512, 512));
+    let resp = app.post_edit(&key, &[("prompt", "a red door"), ("model", "FLUX.1-schnell")], &[("image", &image), ("mask", &mask)]).await;
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["param"], "mask", "{err}");
