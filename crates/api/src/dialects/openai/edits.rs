@@ -22,7 +22,8 @@ use super::request::ImageRequest;
 const WHOLE: [&str; 4] = ["n", "batch_size", "num_inference_steps", "seed"];
 const REAL: [&str; 2] = ["guidance_scale", "strength"];
 
-/// How a mask is given to the engine: fully repainted where it is white.
+/// A masked edit's strength when the form names none: the masked area is
+/// repainted outright, as OpenAI's edits repaint it.
 const EDIT_STRENGTH_WITH_MASK: f64 = 1.0;
 
 /// The form, read and checked: the request as the JSON route would have
@@ -71,9 +72,9 @@ pub async fn read_form(multipart: Result<Multipart, MultipartRejection>, catalog
         return Err(AppError::invalid("image", "required: the image to edit, as a file"));
     };
     let picture = image::load_from_memory(&bytes).map_err(|e| AppError::invalid("image", format!("not a PNG, JPEG or WebP image: {e}")))?;
-    let format = image::guess_format(&bytes).map_or("png", |f| f.extensions_str().first().copied().unwrap_or("png"));
+    let mime = image::guess_format(&bytes).map_or("image/png", |f| f.to_mime_type());
     let mask = mask.map(|m| engine_mask(&m, picture.width(), picture.height())).transpose()?;
-    fields.insert("image".into(), format!("data:image/{format};base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes)).into());
+    fields.insert("image".into(), format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes)).into());
     if mask.is_some() && !fields.contains_key("strength") {
         fields.insert("strength".into(), json!(EDIT_STRENGTH_WITH_MASK));
     }
