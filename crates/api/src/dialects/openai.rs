@@ -14,6 +14,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use imagegate_core::{AppError, TaskSpec};
+use imagegate_store::Caller;
 use serde_json::{Value, json};
 
 use crate::admission::Admit;
@@ -21,7 +22,6 @@ use crate::auth::{authenticate, check_model_allowed};
 use crate::body::{parse_json, read_body};
 use crate::dialects::shared::run_to_end;
 use crate::state::AppState;
-use imagegate_store::Caller;
 use request::{ImageRequest, ResponseOptions};
 
 /// An error rendered as OpenAI does: `{"error": {message, type, param, code}}`.
