@@ -23,6 +23,7 @@ pub mod render;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod uploads;
 pub mod usage;
 
 pub use config::ApiConfig;

@@ -10,12 +10,12 @@
 //! way and one without it the engine's way, and either is stored as a
 //! grey PNG in the engine's convention.
 
-use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
-use base64::Engine as _;
-use imagegate_core::{AppError, Catalog, ErrorCode, Size};
+use axum::extract::multipart::{Multipart, MultipartRejection};
+use imagegate_core::{AppError, Catalog, Size};
 use serde_json::{Map, Value, json};
 
 use super::request::ImageRequest;
+use crate::uploads::{MaskConvention, data_uri, decode_image, engine_mask, read_parts};
 
 /// Text fields that carry whole numbers and real numbers; the form sends
 /// every field as text, the shared request reads JSON types.
@@ -37,30 +37,11 @@ pub struct EditForm {
 
 /// Reads the multipart body.
 pub async fn read_form(multipart: Result<Multipart, MultipartRejection>, catalog: &Catalog) -> Result<EditForm, AppError> {
-    let mut multipart =
-        multipart.map_err(|e| AppError::new(ErrorCode::InvalidRequest, format!("the body must be multipart/form-data with an `image` file and a `prompt`: {e}")))?;
-    let mut fields = Map::new();
-    let mut image: Option<Vec<u8>> = None;
-    let mut mask: Option<Vec<u8>> = None;
-    while let Some(field) = multipart.next_field().await.map_err(form_error)? {
-        let name = field.name().unwrap_or_default().to_string();
-        let is_file = field.file_name().is_some();
-        let data = field.bytes().await.map_err(form_error)?;
-        match (name.as_str(), is_file) {
-            ("image" | "image[]", true) => {
-                if image.is_some() {
-                    return Err(AppError::invalid("image", "one image per edit here; send the others as separate requests"));
-                }
-                image = Some(data.to_vec());
-            }
-            ("mask", true) => mask = Some(data.to_vec()),
-            (other, true) => return Err(AppError::invalid(other, "is a file; the form takes files only as `image` and `mask`")),
-            (_, false) => {
-                let text = String::from_utf8(data.to_vec()).map_err(|_| AppError::invalid(&name, "is not UTF-8 text"))?;
-                fields.insert(name.clone(), typed(&name, text));
-            }
-        }
-    }
+    let mut parts = read_parts(multipart, "an `image` file and a `prompt`").await?;
+    let image = parts.single_file("image", &["image", "image[]"])?;
+    let mask = parts.single_file("mask", &["mask"])?;
+    parts.no_other_files("`image` and `mask`")?;
+    let mut fields: Map<String, Value> = parts.texts.into_iter().map(|(name, text)| (name.clone(), typed(&name, text))).collect();
     let Some(bytes) = image else {
         // An `image` sent as text (a URL or a data URI) is taken as the JSON route takes it.
         if fields.get("image").and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty()) {
@@ -71,10 +52,17 @@ pub async fn read_form(multipart: Result<Multipart, MultipartRejection>, catalog
         }
         return Err(AppError::invalid("image", "required: the image to edit, as a file"));
     };
-    let picture = image::load_from_memory(&bytes).map_err(|e| AppError::invalid("image", format!("not a PNG, JPEG or WebP image: {e}")))?;
-    let mime = image::guess_format(&bytes).map_or("image/png", |f| f.to_mime_type());
-    let mask = mask.map(|m| engine_mask(&m, picture.width(), picture.height())).transpose()?;
-    fields.insert("image".into(), format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes)).into());
+    let picture = decode_image("image", &bytes)?;
+    let mask = match mask {
+        // OpenAI's convention where the mask has alpha; a mask without it is read the engine's way.
+        Some(m) => {
+            let m = decode_image("mask", &m)?;
+            let convention = if m.color().has_alpha() { MaskConvention::Transparent } else { MaskConvention::White };
+            Some(engine_mask("mask", &m, picture.width(), picture.height(), convention)?)
+        }
+        None => None,
+    };
+    fields.insert("image".into(), data_uri(&bytes).into());
     if mask.is_some() && !fields.contains_key("strength") {
         fields.insert("strength".into(), json!(EDIT_STRENGTH_WITH_MASK));
     }
@@ -119,64 +107,9 @@ fn typed(name: &str, text: String) -> Value {
     Value::String(text)
 }
 
-fn form_error(e: MultipartError) -> AppError {
-    if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
-        return AppError::new(ErrorCode::PayloadTooLarge, "request body is larger than the configured limit");
-    }
-    AppError::new(ErrorCode::InvalidRequest, format!("malformed multipart body: {}", e.body_text()))
-}
-
-/// The mask as a grey PNG data URI, white where the engine repaints.
-fn engine_mask(bytes: &[u8], width: u32, height: u32) -> Result<String, AppError> {
-    let mask = image::load_from_memory(bytes).map_err(|e| AppError::invalid("mask", format!("not a PNG, JPEG or WebP image: {e}")))?;
-    if (mask.width(), mask.height()) != (width, height) {
-        return Err(AppError::invalid("mask", format!("is {}x{}; it must be the image's size, {width}x{height}", mask.width(), mask.height())));
-    }
-    let grey = if mask.color().has_alpha() {
-        let rgba = mask.to_rgba8();
-        image::GrayImage::from_fn(width, height, |x, y| image::Luma([if rgba.get_pixel(x, y)[3] < 128 { 255 } else { 0 }]))
-    } else {
-        mask.to_luma8()
-    };
-    let mut png = Vec::new();
-    grey.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| AppError::new(ErrorCode::Internal, format!("encoding the mask: {e}")))?;
-    Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(&png)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn png(img: image::DynamicImage) -> Vec<u8> {
-        let mut out = Vec::new();
-        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
-        out
-    }
-
-    fn decoded(uri: &str) -> image::GrayImage {
-        let b64 = uri.strip_prefix("data:image/png;base64,").unwrap();
-        image::load_from_memory(&base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap().to_luma8()
-    }
-
-    #[test]
-    fn a_transparent_area_becomes_white_and_an_opaque_one_black() {
-        let rgba = image::RgbaImage::from_fn(4, 2, |x, _| image::Rgba([10, 10, 10, if x < 2 { 0 } else { 255 }]));
-        let grey = decoded(&engine_mask(&png(rgba.into()), 4, 2).unwrap());
-        assert_eq!(grey.into_raw(), [255, 255, 0, 0, 255, 255, 0, 0]);
-    }
-
-    #[test]
-    fn a_mask_without_alpha_is_read_as_the_engine_reads_it() {
-        let luma = image::GrayImage::from_fn(2, 1, |x, _| image::Luma([if x == 0 { 255 } else { 0 }]));
-        assert_eq!(decoded(&engine_mask(&png(luma.into()), 2, 1).unwrap()).into_raw(), [255, 0]);
-    }
-
-    #[test]
-    fn a_mask_of_another_size_names_both_sizes() {
-        let e = engine_mask(&png(image::GrayImage::new(3, 3).into()), 4, 4).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("mask"));
-        assert!(e.message.contains("3x3") && e.message.contains("4x4"), "{e}");
-    }
 
     #[test]
     fn form_text_becomes_the_json_types_and_bad_numbers_stay_text() {
