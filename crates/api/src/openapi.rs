@@ -23,6 +23,8 @@ use crate::{admin, files, health, usage};
         openai::list_models,
         tasks::get_task,
         stability::create_text_to_image,
+        stability::create_image_to_image,
+        stability::create_masking,
         stability::list_engines,
         stability::get_account,
         stability::get_balance,

@@ -3,18 +3,18 @@
 //! [`TestApp`] — the whole server on a random port; with the `engine`
 //! feature, the real engine over tiny generated models (`tiny_engine`); with
 //! the `doubles` feature, local doubles of the upstream provider APIs; and
-//! the seed documents' request bodies (`seeds`) and OpenAI edit forms
-//! (`edits`).
+//! the seed documents' request bodies (`seeds`) and upload forms
+//! (`uploads`).
 
 pub mod app;
 #[cfg(feature = "doubles")]
 pub mod doubles;
-pub mod edits;
 pub mod scratch;
 pub mod seeds;
 pub mod synthetic;
 #[cfg(feature = "engine")]
 pub mod tiny_engine;
+pub mod uploads;
 
 pub use app::{TestApp, TestAppOptions};
 pub use scratch::ScratchDb;

@@ -1,16 +1,20 @@
-//! Stability v1 (`POST /v1/generation/{engine_id}/text-to-image`, also under
+//! Stability v1 (`POST /v1/generation/{engine_id}/text-to-image`,
+//! `.../image-to-image` and `.../image-to-image/masking`, each also under
 //! `/sd`), `GET /v1/engines/list` and `GET /v1/user/account`. Errors are
 //! rendered as Stability does: `{"id": <request id>, "name", "message"}`.
 
+pub mod image_to_image;
 pub mod request;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
+use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use imagegate_core::{AppError, Family};
+use imagegate_core::{AppError, Family, TaskSpec};
+use imagegate_store::Caller;
 use serde_json::{Value, json};
 
 use crate::admission::Admit;
@@ -19,6 +23,7 @@ use crate::body::{parse_json, read_body};
 use crate::dialects::openai::quote_json;
 use crate::dialects::shared::{is_dry_run, request_id, run_to_end};
 use crate::state::AppState;
+use image_to_image::Route;
 use request::TextToImageRequest;
 
 /// The engines Stability v1 clients know, in its order.
@@ -97,10 +102,59 @@ async fn text_to_image(state: &AppState, engine_id: &str, headers: &HeaderMap, b
         }
     }
     let spec = req.into_spec(engine, rand::random())?;
+    generate_and_answer(state, &caller, headers, spec, dry_run).await
+}
+
+/// `POST /v1/generation/{engine_id}/image-to-image` (and `/sd/v1/...`):
+#[utoipa::path(post, path = "/v1/generation/{engine_id}/image-to-image", tag = "stability", request_body(content_type = "multipart/form-data", description = "`init_image` (file; its size is the result's), `text_prompts[N][text]` and `[weight]`, `init_image_mode` (IMAGE_STRENGTH with `image_strength` 0–1, default 0.35; or STEP_SCHEDULE with `step_schedule_start`, default 0.65, and `step_schedule_end`), and text-to-image's other fields"), params(("engine_id" = String, Path, description = "An engine from /v1/engines/list"), ("Accept" = Option<String>, Header, description = "application/json (default) or image/png")), security(("bearer" = [])), responses((status = 200, description = "As text-to-image"), (status = 400, description = "bad_request"), (status = 401, description = "unauthorized"), (status = 404, description = "not_found")))]
+/// start from an uploaded image; answered as text-to-image answers.
+pub async fn create_image_to_image(
+    State(state): State<AppState>,
+    Path(engine_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, StabilityError> {
+    image_to_image(state, engine_id, query, headers, multipart, Route::Strength).await
+}
+
+/// `POST /v1/generation/{engine_id}/image-to-image/masking` (and `/sd/v1/...`):
+#[utoipa::path(post, path = "/v1/generation/{engine_id}/image-to-image/masking", tag = "stability", request_body(content_type = "multipart/form-data", description = "`init_image` (file), `mask_source` (MASK_IMAGE_WHITE or MASK_IMAGE_BLACK with a `mask_image` file of the same size, or INIT_IMAGE_ALPHA), `text_prompts[N][text]` and `[weight]`, and text-to-image's other fields; needs an inpainting checkpoint"), params(("engine_id" = String, Path, description = "An engine from /v1/engines/list, or an inpainting model such as stable-diffusion-inpainting"), ("Accept" = Option<String>, Header, description = "application/json (default) or image/png")), security(("bearer" = [])), responses((status = 200, description = "As text-to-image"), (status = 400, description = "bad_request"), (status = 401, description = "unauthorized"), (status = 404, description = "not_found")))]
+/// repaint the masked area of an uploaded image.
+pub async fn create_masking(
+    State(state): State<AppState>,
+    Path(engine_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, StabilityError> {
+    image_to_image(state, engine_id, query, headers, multipart, Route::Masking).await
+}
+
+async fn image_to_image(
+    state: AppState,
+    engine_id: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+    route: Route,
+) -> Result<Response, StabilityError> {
+    let request_id = request_id(&headers);
+    let answer = async {
+        let caller = authenticate(&state, &headers).await?;
+        let engine = state.catalog.resolve(&engine_id).ok_or_else(|| AppError::not_found(format!("engine `{engine_id}` was not found")))?;
+        let spec = image_to_image::read_form(multipart, engine, route, rand::random()).await?;
+        generate_and_answer(&state, &caller, &headers, spec, is_dry_run(query.as_deref())).await
+    };
+    answer.await.map_err(|error| StabilityError { error, request_id })
+}
+
+/// Quotes, or generates and waits; JSON artifacts, or the first image as raw PNG.
+async fn generate_and_answer(state: &AppState, caller: &Caller, headers: &HeaderMap, spec: TaskSpec, dry_run: bool) -> Result<Response, AppError> {
     if dry_run {
         return Ok(Json(quote_json(&state.quote(&spec)?)).into_response());
     }
-    let task = run_to_end(state, &caller, spec, Admit::default()).await?;
+    let task = run_to_end(state, caller, spec, Admit::default()).await?;
     let images = state.images_of(&task).await?;
     if wants_png(headers) {
         let first = images.first().ok_or_else(|| AppError::internal(format!("task {} succeeded without images", task.id)))?;
@@ -110,13 +164,13 @@ async fn text_to_image(state: &AppState, engine_id: &str, headers: &HeaderMap, b
         h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
         h.insert("seed", HeaderValue::from(first.seed));
         h.insert("finish-reason", HeaderValue::from_static("SUCCESS"));
-        return state.with_charge(&caller, &task, resp).await;
+        return state.with_charge(caller, &task, resp).await;
     }
     let mut artifacts = Vec::with_capacity(images.len());
     for img in &images {
         artifacts.push(json!({"base64": state.image_base64(&img.key).await?, "finishReason": "SUCCESS", "seed": img.seed}));
     }
-    state.with_charge(&caller, &task, Json(json!({"artifacts": artifacts})).into_response()).await
+    state.with_charge(caller, &task, Json(json!({"artifacts": artifacts})).into_response()).await
 }
 
 /// `GET /v1/engines/list`: the Stability v1 engines this catalog knows.

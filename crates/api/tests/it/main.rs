@@ -16,5 +16,6 @@ mod publish;
 mod relay;
 mod shutdown;
 mod stability;
+mod stability_image;
 mod tasks;
 mod usage;

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use imagegate_testkit::edits::{left_half_mask, picture};
 use imagegate_testkit::seeds::{SEED_001_PATH as SD16, seed_000_body, seed_001_body, seed_003_body};
+use imagegate_testkit::uploads::{left_half_mask, picture, png};
 use imagegate_testkit::{TestApp, TestAppOptions};
 use serde_json::{Value, json};
 
@@ -159,4 +159,16 @@ async fn an_openai_edit_with_a_mask_inpaints_on_the_engine() {
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["param"], "mask", "{err}");
+}
+
+#[tokio::test]
+async fn stability_masking_inpaints_on_the_engine_and_answers_artifacts() {
+    let app = engine_app().await;
+    let (image, mask) = (picture(384, 384), png(image::GrayImage::from_fn(384, 384, |x, _| image::Luma([if x < 192 { 255 } else { 0 }]))));
+    let texts = [("text_prompts[0][text]", "a red door in a white wall"), ("mask_source", "MASK_IMAGE_WHITE"), ("steps", "10")];
+    let resp = app.post_form("/v1/generation/stable-diffusion-inpainting/image-to-image/masking", &app.admin_key, &texts, &[("init_image", &image), ("mask_image", &mask)]).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["artifacts"][0]["finishReason"], "SUCCESS");
+    assert_png(&base64::engine::general_purpose::STANDARD.decode(body["artifacts"][0]["base64"].as_str().unwrap()).unwrap(), 384, 384);
 }

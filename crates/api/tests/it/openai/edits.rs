@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use imagegate_testkit::TestApp;
-use imagegate_testkit::edits::{left_half_mask, picture};
+use imagegate_testkit::uploads::{left_half_mask, picture};
 use serde_json::Value;
 
 fn decode_data_uri(uri: &str) -> image::DynamicImage {

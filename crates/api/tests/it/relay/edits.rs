@@ -4,7 +4,7 @@
 
 use imagegate_store::now_ms;
 use imagegate_testkit::doubles::openai;
-use imagegate_testkit::edits::{left_half_mask, picture};
+use imagegate_testkit::uploads::{left_half_mask, picture};
 use serde_json::Value;
 
 use super::harness::{Channels, app, metered_key};

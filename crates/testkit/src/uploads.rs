@@ -1,10 +1,10 @@
-//! OpenAI's image edit as its clients send it (`POST /v1/images/edits`, a
-//! multipart form), for the tests of that route in the API and binary
-//! crates.
+//! Multipart upload forms as clients send them (OpenAI's
+//! `POST /v1/images/edits`, Stability's image-to-image), for the tests of
+//! those routes in the API and binary crates.
 
 use crate::TestApp;
 
-const BOUNDARY: &str = "imagegate-edit-boundary";
+const BOUNDARY: &str = "imagegate-upload-boundary";
 
 /// A multipart body: the text fields, then each file as a PNG upload.
 pub fn form(texts: &[(&str, &str)], files: &[(&str, &[u8])]) -> Vec<u8> {
@@ -40,15 +40,20 @@ pub fn left_half_mask(w: u32, h: u32) -> Vec<u8> {
 }
 
 impl TestApp {
-    /// POSTs an edit form with `key`.
-    pub async fn post_edit(&self, key: &str, texts: &[(&str, &str)], files: &[(&str, &[u8])]) -> reqwest::Response {
+    /// POSTs a multipart form to `path` with `key`.
+    pub async fn post_form(&self, path: &str, key: &str, texts: &[(&str, &str)], files: &[(&str, &[u8])]) -> reqwest::Response {
         self.client
-            .post(self.url("/v1/images/edits"))
+            .post(self.url(path))
             .bearer_auth(key)
             .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
             .body(form(texts, files))
             .send()
             .await
             .expect("request")
+    }
+
+    /// POSTs an OpenAI edit form with `key`.
+    pub async fn post_edit(&self, key: &str, texts: &[(&str, &str)], files: &[(&str, &[u8])]) -> reqwest::Response {
+        self.post_form("/v1/images/edits", key, texts, files).await
     }
 }
