@@ -8,6 +8,7 @@ mod enhance;
 mod files;
 mod health;
 mod limits;
+mod malformed;
 mod moderation;
 mod openai;
 mod openapi;
