@@ -12,19 +12,27 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     if bytes.is_empty() {
         return Err(AppError::new(ErrorCode::InvalidRequest, "the request body must be a JSON object"));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        // A syntax error is the text's, not a field's: its path ends in `?`
-        // (the key it could not read), which names nothing a client sent.
-        let syntax = matches!(inner.classify(), Category::Syntax | Category::Eof);
-        if syntax || path.is_empty() || path == "." {
-            AppError::new(ErrorCode::InvalidRequest, format!("malformed JSON body: {inner}"))
-        } else {
-            AppError::invalid(&path, inner.to_string())
-        }
-    })
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes)).map_err(named)
+}
+
+/// Reads `value` (fields a dialect assembled itself, from a form or a
+/// flattened body) as `T`, naming the field path of the first error as
+/// [`parse_json`] does.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, AppError> {
+    serde_path_to_error::deserialize(value).map_err(named)
+}
+
+fn named(e: serde_path_to_error::Error<serde_json::Error>) -> AppError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    // A syntax error is the text's, not a field's: its path ends in `?`
+    // (the key it could not read), which names nothing a client sent.
+    let syntax = matches!(inner.classify(), Category::Syntax | Category::Eof);
+    if syntax || path.is_empty() || path == "." {
+        AppError::new(ErrorCode::InvalidRequest, format!("malformed JSON body: {inner}"))
+    } else {
+        AppError::invalid(&path, inner.to_string())
+    }
 }
 
 /// The raw body, with the configured size limit mapped to 413. Handlers

@@ -6,6 +6,7 @@
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use base64::Engine as _;
 use imagegate_core::{AppError, ErrorCode};
+use serde_json::{Value, json};
 
 /// A form's parts: text fields in the order sent, and files by field name.
 #[derive(Debug, Default)]
@@ -64,6 +65,20 @@ fn form_error(e: MultipartError) -> AppError {
         return AppError::new(ErrorCode::PayloadTooLarge, "request body is larger than the configured limit");
     }
     AppError::new(ErrorCode::InvalidRequest, format!("malformed multipart body: {}", e.body_text()))
+}
+
+/// A form field's text as a JSON number where it is one (a whole number
+/// first), else as text, so that the request type reading it names the
+/// field when it is not the number it wants.
+pub fn number_or_text(text: String) -> Value {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return n.into();
+    }
+    match t.parse::<f64>() {
+        Ok(x) if x.is_finite() => json!(x),
+        _ => Value::String(text),
+    }
 }
 
 /// Decodes an uploaded image, naming `field` when it is not one.

@@ -378,6 +378,15 @@ mod tests {
     use crate::catalog::Catalog;
     use crate::routing::Routing;
 
+    #[test]
+    fn a_refusal_stored_as_its_text_reads_back_with_its_field() {
+        // The worker stores a failed attempt's Display; AppError::restored
+        // recovers the field from that text, so the two formats must agree.
+        let e = BackendError::Invalid { field: "mask".into(), message: "needs an inpainting checkpoint".into() };
+        assert_eq!(e.to_string(), e.to_app_error().message);
+        assert_eq!(AppError::restored(ErrorCode::InvalidRequest, e.to_string()).field.as_deref(), Some("mask"));
+    }
+
     struct Fake {
         name: &'static str,
         locality: Locality,

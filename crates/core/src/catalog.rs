@@ -84,6 +84,16 @@ impl SizeRule {
         }
     }
 
+    /// Which side to blame when `size` is refused: the one the range rule
+    /// rejects on its own, else `width` (list-only rules, or both sides).
+    pub fn side_at_fault(&self, size: Size) -> &'static str {
+        let bad = |v: u32| match (self.min, self.max) {
+            (Some(lo), Some(hi)) => v < lo || v > self.one_side_max.unwrap_or(hi) || !v.is_multiple_of(self.multiple.unwrap_or(1)),
+            _ => false,
+        };
+        if bad(size.height) && !bad(size.width) { "height" } else { "width" }
+    }
+
     /// Human description of what is allowed, for 400 messages.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::admission::Admit;
 use crate::auth::authenticate_x_key;
-use crate::body::{parse_json, read_body};
+use crate::body::{from_value, parse_json, read_body};
 use crate::dialects::openai::quote_json;
 use crate::dialects::predictions::input::PredictionInput;
 use crate::dialects::shared::{is_dry_run, public_base, submit};
@@ -78,7 +78,7 @@ pub async fn create_generation(
     let model = state.catalog.require(model_name)?;
     let mut fields: Map<String, Value> = parse_json(&read_body(body)?)?;
     width_and_height_to_size(&mut fields, model)?;
-    let input: PredictionInput = serde_json::from_value(Value::Object(fields)).map_err(|e| AppError::new(imagegate_core::ErrorCode::InvalidRequest, e.to_string()))?;
+    let input: PredictionInput = from_value(Value::Object(fields))?;
     let (spec, _) = input.into_spec(model, rand::random()).map_err(|mut e| {
         // The shared input type names fields `input.x`; BFL bodies are flat.
         e.field = e.field.map(|f| f.trim_start_matches("input.").to_string());
@@ -107,12 +107,9 @@ fn width_and_height_to_size(fields: &mut Map<String, Value>, model: &ModelEntry)
         Some(v) => v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| AppError::invalid(name, format!("{v} is not a whole number of pixels"))),
     };
     let (w, h) = (side("width", width)?, side("height", height)?);
-    // Blame the side that fails beside the model's native one; a pair whose
-    // sides pass alone (an area or ratio limit) is the width's.
-    let alone_fails = |size| model.check_size("", size).is_err();
-    let field = if !alone_fails(Size::new(w, model.native)) && alone_fails(Size::new(model.native, h)) { "height" } else { "width" };
-    model.check_size(field, Size::new(w, h))?;
-    fields.insert("size".into(), format!("{w}x{h}").into());
+    let size = Size::new(w, h);
+    model.check_size(model.sizes.side_at_fault(size), size)?;
+    fields.insert("size".into(), size.to_string().into());
     Ok(())
 }
 

@@ -15,12 +15,12 @@ use imagegate_core::{AppError, Catalog, Size};
 use serde_json::{Map, Value, json};
 
 use super::request::ImageRequest;
-use crate::uploads::{MaskConvention, data_uri, decode_image, engine_mask, read_parts};
+use crate::body::from_value;
+use crate::uploads::{MaskConvention, data_uri, decode_image, engine_mask, number_or_text, read_parts};
 
-/// Text fields that carry whole numbers and real numbers; the form sends
-/// every field as text, the shared request reads JSON types.
-const WHOLE: [&str; 4] = ["n", "batch_size", "num_inference_steps", "seed"];
-const REAL: [&str; 2] = ["guidance_scale", "strength"];
+/// Text fields that carry numbers; the form sends every field as text, the
+/// shared request reads JSON types.
+const NUMBERS: [&str; 6] = ["n", "batch_size", "num_inference_steps", "seed", "guidance_scale", "strength"];
 
 /// A masked edit's strength when the form names none: the masked area is
 /// repainted outright, as OpenAI's edits repaint it.
@@ -81,30 +81,19 @@ fn parse_request(fields: Map<String, Value>) -> Result<ImageRequest, AppError> {
     if !fields.contains_key("prompt") {
         return Err(AppError::invalid("prompt", "required: what the edit should make of the image"));
     }
-    serde_path_to_error::deserialize(Value::Object(fields)).map_err(|e| {
-        let path = e.path().to_string();
-        AppError::invalid(&path, e.into_inner().to_string())
-    })
+    from_value(Value::Object(fields))
 }
 
 /// A form field's text as the JSON type the request reads; text that does
 /// not parse stays text, so the request's error names the field.
 fn typed(name: &str, text: String) -> Value {
-    let trimmed = text.trim();
-    if WHOLE.contains(&name) {
-        if let Ok(n) = trimmed.parse::<u64>() {
-            return n.into();
-        }
-    } else if REAL.contains(&name) {
-        if let Some(x) = trimmed.parse::<f64>().ok().filter(|x| x.is_finite()) {
-            return json!(x);
-        }
-    } else if name == "prompt_enhancement"
-        && let Ok(b) = trimmed.parse::<bool>()
-    {
-        return b.into();
+    if NUMBERS.contains(&name) {
+        return number_or_text(text);
     }
-    Value::String(text)
+    match text.trim().parse::<bool>() {
+        Ok(b) if name == "prompt_enhancement" => b.into(),
+        _ => Value::String(text),
+    }
 }
 
 #[cfg(test)]

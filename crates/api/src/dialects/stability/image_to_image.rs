@@ -16,7 +16,8 @@ use imagegate_core::{AppError, InitImage, ModelEntry, TaskSpec};
 use serde_json::{Map, Value, json};
 
 use super::request::TextToImageRequest;
-use crate::uploads::{MaskConvention, data_uri, decode_image, engine_mask, read_parts};
+use crate::body::from_value;
+use crate::uploads::{MaskConvention, data_uri, decode_image, engine_mask, number_or_text, read_parts};
 
 /// Which of the two routes the form came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +71,7 @@ pub async fn read_form(multipart: Result<Multipart, MultipartRejection>, engine:
     body.insert("text_prompts".into(), prompts.into_values().map(Value::Object).collect::<Vec<_>>().into());
     body.insert("width".into(), json!(picture.width()));
     body.insert("height".into(), json!(picture.height()));
-    let request: TextToImageRequest = serde_path_to_error::deserialize(Value::Object(body)).map_err(|e| {
-        let path = e.path().to_string();
-        AppError::invalid(&path, e.into_inner().to_string())
-    })?;
+    let request: TextToImageRequest = from_value(Value::Object(body))?;
     let mut spec = request.into_spec(engine, random_seed).map_err(|e| match e.field.as_deref() {
         Some("width" | "height") => AppError::invalid("init_image", format!("is {}x{}, the size the result takes; {}", picture.width(), picture.height(), e.message)),
         _ => e,
@@ -98,19 +96,6 @@ fn prompt_part(name: &str) -> Option<(usize, &str)> {
     let key = rest.strip_suffix(']')?;
     matches!(key, "text" | "weight").then_some(())?;
     Some((index.parse().ok()?, key))
-}
-
-/// A number where the text is one, so the request's type check names the
-/// field when it is not.
-fn number_or_text(text: String) -> Value {
-    let t = text.trim();
-    if let Ok(n) = t.parse::<u64>() {
-        return n.into();
-    }
-    match t.parse::<f64>() {
-        Ok(x) if x.is_finite() => json!(x),
-        _ => Value::String(text),
-    }
 }
 
 fn fraction(own: &BTreeMap<String, String>, field: &str, default: f64) -> Result<f64, AppError> {

@@ -62,17 +62,6 @@ fn check_side(field: &str, v: u32) -> Result<u32, AppError> {
     Ok(v)
 }
 
-/// Which side to blame when an engine refuses a size: the one its range
-/// rule rejects on its own, else `width`.
-fn size_field(model: &ModelEntry, size: Size) -> &'static str {
-    let r = &model.sizes;
-    let bad = |v: u32| match (r.min, r.max) {
-        (Some(lo), Some(hi)) => v < lo || v > r.one_side_max.unwrap_or(hi) || !v.is_multiple_of(r.multiple.unwrap_or(1)),
-        _ => false,
-    };
-    if bad(size.height) && !bad(size.width) { "height" } else { "width" }
-}
-
 impl TextToImageRequest {
     /// Validates against `engine` and converts; `random_seed` is used when
     /// the seed is 0 or omitted.
@@ -81,7 +70,7 @@ impl TextToImageRequest {
         let height = check_side("height", self.height.unwrap_or(512))?;
         let size = Size::new(width, height);
         if !engine.sizes.allows(size) {
-            let field = size_field(engine, size);
+            let field = engine.sizes.side_at_fault(size);
             return Err(AppError::invalid(field, format!("{size} is not available for engine {}; allowed: {}", engine.id, engine.sizes.describe())));
         }
         if self.text_prompts.is_empty() {
